@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Installs every Debian package that loopsnap's build, tests and demo need.
+# Idempotent: runs `apt-get update` (once) and `apt-get install` only when a
+# package is missing. Must run as root (the tests need loop devices anyway).
+set -euo pipefail
+
+packages=(
+  # build
+  gcc make cmake pkg-config
+  # libraries (DESIGN.md: libmount, yajl, libseccomp, sqlite3, libarchive; criterion for tests)
+  libmount-dev libyajl-dev libseccomp-dev libsqlite3-dev libarchive-dev libcriterion-dev
+  # style check run by the test suite
+  clang-format
+  # kernel tools used by tests and the benchmark baseline (losetup, mkfs.ext4)
+  util-linux mount e2fsprogs
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages (${missing[*]}); run as root to install them" >&2
+  exit 1
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
