@@ -15,6 +15,7 @@
  */
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +46,58 @@ int loop_feature_configure(void)
         return configure_state();
 }
 
+/*
+ * The allocation lock: a process-local mutex, then flock on /dev/loop-control.
+ * The mutex is not needed for correctness (flock alone serialises), but every
+ * flock unlock wakes *all* waiters: 64 threads of one runtime attaching at
+ * once would wake each other 64 x 63 / 2 times. Behind the mutex only one
+ * thread per process waits on the flock and the mutex wakes one at a time.
+ * Lock order: mutex -> /dev/loop-control -> /dev/loopN.
+ */
+static pthread_mutex_t alloc_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
+
+static void alloc_mutex_reset_in_child(void)
+{
+        /* A fork while another thread held it must not leave the child's
+         * copy locked forever. */
+        pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+        alloc_mutex = fresh;
+}
+
+static void alloc_mutex_register(void)
+{
+        (void)pthread_atfork(NULL, NULL, alloc_mutex_reset_in_child);
+}
+
+struct alloc_lock {
+        int ctl_fd;
+        bool held;
+};
+
+static int alloc_lock_take(struct alloc_lock *l, struct util_err *err)
+{
+        (void)pthread_once(&alloc_once, alloc_mutex_register);
+        pthread_mutex_lock(&alloc_mutex);
+        int r = loop_fd_lock(l->ctl_fd, LOCK_EX, LOOP_CONTROL_PATH, err);
+        if (r < 0) {
+                pthread_mutex_unlock(&alloc_mutex);
+                return r;
+        }
+        l->held = true;
+        return 0;
+}
+
+/* Idempotent: also called from inside an attempt before a long wait. */
+static void alloc_lock_drop(struct alloc_lock *l)
+{
+        if (!l->held)
+                return;
+        (void)flock(l->ctl_fd, LOCK_UN);
+        pthread_mutex_unlock(&alloc_mutex);
+        l->held = false;
+}
+
 struct attach_req {
         const struct loop_attach_opts *opts;
         int backing_fd;
@@ -72,7 +125,8 @@ int loop_attach_opts_check(const struct loop_attach_opts *opts, struct util_err 
         if (!opts)
                 return util_err_setx(err, EINVAL, "no attach options");
         if (opts->flags & ~known)
-                return util_err_setx(err, EINVAL, "unknown attach flags 0x%x", opts->flags & ~known);
+                return util_err_setx(err, EINVAL, "unknown attach flags 0x%x",
+                                     opts->flags & ~known);
         if ((opts->flags & LOOP_ATTACH_SHARED) && !(opts->flags & LOOP_ATTACH_READ_ONLY))
                 return util_err_setx(err, EINVAL, "a shared attach must be read-only");
         if ((opts->flags & LOOP_ATTACH_SHARED) && (opts->flags & LOOP_ATTACH_NO_AUTOCLEAR))
@@ -162,8 +216,10 @@ static int configure(int fd, const char *dev, const struct attach_req *q, bool *
         if (r < 0 && errno == EINVAL && dio) {
                 /* Kernels that refuse (rather than drop) direct I/O the backing
                  * file cannot do: try again with buffered I/O. */
-                util_debug(UTIL_DBG_LOOP, "%s: LOOP_CONFIGURE with direct I/O: EINVAL, retrying "
-                           "buffered", dev);
+                util_debug(UTIL_DBG_LOOP,
+                           "%s: LOOP_CONFIGURE with direct I/O: EINVAL, retrying "
+                           "buffered",
+                           dev);
                 dio = false;
                 fill_info(&cfg.info, q, dio);
                 r = ioctl(fd, LOOP_CONFIGURE, &cfg);
@@ -171,8 +227,10 @@ static int configure(int fd, const char *dev, const struct attach_req *q, bool *
         if (r < 0) {
                 int e = errno;
                 if ((e == EINVAL || e == ENOTTY || e == ENOSYS) && configure_state() != 1) {
-                        util_debug(UTIL_DBG_LOOP, "%s: LOOP_CONFIGURE: %s, trying LOOP_SET_FD",
-                                   dev, strerror(e));
+                        util_debug(UTIL_DBG_LOOP, "%s: LOOP_CONFIGURE: %s, trying LOOP_SET_FD", dev,
+                                   strerror(e));
+                        /* Cache only a definite "unknown ioctl": EINVAL may be
+                         * about this one configuration. */
                         if (e != EINVAL)
                                 atomic_store(&configure_ok, 0);
                         return 1;
@@ -226,7 +284,7 @@ static void flush_backing(const struct attach_req *q)
  * then the backing device or filesystem), then give it a grace period.
  */
 static int set_status(int fd, const char *dev, const struct attach_req *q,
-                      const struct loop_info64 *info, struct util_err *err)
+                      const struct loop_info64 *info, struct alloc_lock *lock, struct util_err *err)
 {
         for (unsigned attempt = 1;; attempt++) {
                 if (ioctl(fd, LOOP_SET_STATUS64, info) == 0)
@@ -236,6 +294,9 @@ static int set_status(int fd, const char *dev, const struct attach_req *q,
                                             errno == EAGAIN ? " (page cache kept busy)" : "");
                 util_debug(UTIL_DBG_LOOP, "%s: LOOP_SET_STATUS64: EAGAIN (attempt %u)", dev,
                            attempt);
+                /* The device is bound to us now, so no other allocator can
+                 * get it: let them go on while we wait. */
+                alloc_lock_drop(lock);
                 if (attempt <= 5) {
                         util_sleep_random_ms(50, 200);
                 } else if (attempt == 6) {
@@ -251,7 +312,7 @@ static int set_status(int fd, const char *dev, const struct attach_req *q,
  * direct I/O ioctls). Drop when the oldest supported kernel has
  * LOOP_CONFIGURE. Only undoes what it bound. */
 static int configure_legacy(int fd, const char *dev, const struct attach_req *q, bool *ret_dio,
-                            struct util_err *err)
+                            struct alloc_lock *lock, struct util_err *err)
 {
         struct loop_info64 info;
 
@@ -264,7 +325,7 @@ static int configure_legacy(int fd, const char *dev, const struct attach_req *q,
         /* The read-only flag cannot be set; the kernel derives it from the
          * backing fd's mode, which was opened read-only for a read-only attach. */
         info.lo_flags &= ~(uint32_t)LO_FLAGS_READ_ONLY;
-        int r = set_status(fd, dev, q, &info, err);
+        int r = set_status(fd, dev, q, &info, lock, err);
         if (r < 0)
                 goto fail;
         if (q->opts->block_size && ioctl(fd, LOOP_SET_BLOCK_SIZE, q->opts->block_size) < 0) {
@@ -277,20 +338,24 @@ static int configure_legacy(int fd, const char *dev, const struct attach_req *q,
                            strerror(errno));
 
         r = verify_config(fd, dev, q, ret_dio, err);
+        if (r == -EUCLEAN) {
+                /* Even the fallback did not take: nothing left to try. */
+                err->errnum = EIO;
+                r = -EIO;
+        }
         if (r < 0)
                 goto fail;
-        if (configure_state() == -1)
-                atomic_store(&configure_ok, 0);
         return 0;
 fail:
         (void)ioctl(fd, LOOP_CLR_FD, 0);
-        return r == -EUCLEAN ? -EIO : r;
+        return r;
 }
 
-/* One allocation attempt; the control lock is held by the caller. */
-static int attach_once(int ctl_fd, const struct attach_req *q, struct loop_device *ret,
+/* One allocation attempt; the allocation lock is held by the caller. */
+static int attach_once(struct alloc_lock *lock, const struct attach_req *q, struct loop_device *ret,
                        struct util_err *err)
 {
+        int ctl_fd = lock->ctl_fd;
         _cleanup_close_ int fd = -EBADF;
         char dev[32];
         dev_t devno;
@@ -322,7 +387,7 @@ static int attach_once(int ctl_fd, const struct attach_req *q, struct loop_devic
 
         r = configure_state() != 0 ? configure(fd, dev, q, &dio, err) : 1;
         if (r > 0)
-                r = configure_legacy(fd, dev, q, &dio, err);
+                r = configure_legacy(fd, dev, q, &dio, lock, err);
         if (r < 0)
                 return r;
 
@@ -367,11 +432,12 @@ static int attach_backing(int backing_fd, const char *name, const struct loop_at
         if (!S_ISREG(q.st.st_mode) && !S_ISBLK(q.st.st_mode))
                 return util_err_setx(err, EINVAL, "'%s' is not a regular file or block device",
                                      name);
+        if (S_ISREG(q.st.st_mode) && q.st.st_size == 0)
+                return util_err_setx(err, EINVAL, "'%s' is empty (0 bytes)", name);
         if (S_ISREG(q.st.st_mode) && opts->offset >= (uint64_t)q.st.st_size)
-                return util_err_setx(err, EINVAL,
-                                     "offset %llu is beyond the end of '%s' (%llu bytes)",
-                                     (unsigned long long)opts->offset, name,
-                                     (unsigned long long)q.st.st_size);
+                return util_err_setx(
+                        err, EINVAL, "offset %llu is beyond the end of '%s' (%llu bytes)",
+                        (unsigned long long)opts->offset, name, (unsigned long long)q.st.st_size);
         (void)loop_tag_format(q.tag, sizeof(q.tag), opts->owner, opts->id);
 
         d = calloc(1, sizeof(*d));
@@ -383,13 +449,14 @@ static int attach_backing(int backing_fd, const char *name, const struct loop_at
         if (r < 0)
                 return r;
 
+        struct alloc_lock lock = {.ctl_fd = ctl_fd};
         unsigned attempt;
         for (attempt = 1;; attempt++) {
-                r = loop_fd_lock(ctl_fd, LOCK_EX, LOOP_CONTROL_PATH, err);
+                r = alloc_lock_take(&lock, err);
                 if (r < 0)
                         return r;
-                r = attach_once(ctl_fd, &q, d, err);
-                (void)flock(ctl_fd, LOCK_UN);
+                r = attach_once(&lock, &q, d, err);
+                alloc_lock_drop(&lock);
                 if (r >= 0)
                         break;
                 if (!error_is_transient(r))

@@ -24,8 +24,7 @@ int loop_control_open(int *ret_fd, struct util_err *err)
         fd = open(LOOP_CONTROL_PATH, O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 if (errno == ENOENT)
-                        return util_err_set(err, errno,
-                                            "open '%s' (is the loop driver available?)",
+                        return util_err_set(err, errno, "open '%s' (is the loop driver available?)",
                                             LOOP_CONTROL_PATH);
                 return util_err_set(err, errno, "open '%s'", LOOP_CONTROL_PATH);
         }
@@ -99,8 +98,7 @@ dev_t loop_decode_kernel_dev(uint64_t v)
         return makedev(maj, min);
 }
 
-static int node_create(int ctl_fd, int nr, const char *path, dev_t *ret_devno,
-                       struct util_err *err)
+static int node_create(int ctl_fd, int nr, const char *path, dev_t *ret_devno, struct util_err *err)
 {
         dev_t devno;
         int r = loop_sysfs_devno(nr, &devno);
@@ -155,10 +153,9 @@ int loop_node_open(int ctl_fd, int nr, int flags, int *ret_fd, dev_t *ret_devno,
                         return util_err_set(err, r, "read '/sys/block/loop%d/dev'", nr);
         }
         if (!S_ISBLK(st.st_mode) || st.st_rdev != devno)
-                return util_err_setx(err, ENODEV,
-                                     "'%s' is not loop device %d (node %u:%u, kernel %u:%u)",
-                                     path, nr, major(st.st_rdev), minor(st.st_rdev),
-                                     major(devno), minor(devno));
+                return util_err_setx(
+                        err, ENODEV, "'%s' is not loop device %d (node %u:%u, kernel %u:%u)", path,
+                        nr, major(st.st_rdev), minor(st.st_rdev), major(devno), minor(devno));
         *ret_fd = TAKE_FD(fd);
         *ret_devno = devno;
         return 0;

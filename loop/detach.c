@@ -56,7 +56,11 @@ int loop_device_detach(struct loop_device *d, struct util_err *err)
         /* A shared device joined from someone else is only released: its
          * other users keep it, autoclear frees it after the last one. */
         if (d->bound_by_us) {
-                int r = clear_binding(d->fd, dev, err);
+                /* Lock 2 of 2 (see loop.h): keeps udev's probe, which takes
+                 * LOCK_SH, from holding the device open while we clear it. */
+                int r = loop_fd_lock(d->fd, LOCK_EX, dev, err);
+                if (r == 0)
+                        r = clear_binding(d->fd, dev, err);
                 if (r < 0) {
                         loop_device_free(d);
                         return util_err_prefix(err, "detach %s", dev);

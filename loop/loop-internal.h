@@ -12,9 +12,9 @@
 #define LOOP_CONTROL_PATH "/dev/loop-control"
 
 struct loop_device {
-        int fd;          /* the device, O_CLOEXEC; owned */
+        int fd; /* the device, O_CLOEXEC; owned */
         int nr;
-        char path[32];   /* /dev/loopN */
+        char path[32]; /* /dev/loopN */
         dev_t devno;
         uint64_t diskseq;
         bool bound_by_us; /* false: joined a shared device bound by someone else */

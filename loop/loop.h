@@ -30,9 +30,11 @@
 /* lo_file_name is LO_NAME_SIZE (64) bytes including the NUL. */
 #define LOOP_TAG_MAX 63
 
-/* How many times allocation is tried before "no free loop device". A device
- * was seen stolen 54 times in a row under contention (research/limits.md §2). */
-#define LOOP_ATTACH_MAX_ATTEMPTS 128
+/* How many times allocation is tried before "no free loop device". Without a
+ * lock and backoff a device was seen stolen 54 times in a row
+ * (research/limits.md §2); with both, loopsnap processes never collide and
+ * only foreign allocators (losetup, ...) can steal a device. systemd uses 64. */
+#define LOOP_ATTACH_MAX_ATTEMPTS 64
 
 enum loop_attach_flags {
         LOOP_ATTACH_READ_ONLY = 1u << 0,
@@ -49,31 +51,31 @@ enum loop_attach_flags {
 };
 
 struct loop_attach_opts {
-        unsigned flags;       /* enum loop_attach_flags */
-        uint64_t offset;      /* bytes into the backing file */
-        uint64_t size_limit;  /* bytes; 0 = up to the end of the file */
-        uint32_t block_size;  /* logical block size; 0 = kernel default */
-        const char *owner;    /* tag owner, required: [A-Za-z0-9._-]+ */
-        const char *id;       /* tag id, required: [A-Za-z0-9._:-]+ */
+        unsigned flags;      /* enum loop_attach_flags */
+        uint64_t offset;     /* bytes into the backing file */
+        uint64_t size_limit; /* bytes; 0 = up to the end of the file */
+        uint32_t block_size; /* logical block size; 0 = kernel default */
+        const char *owner;   /* tag owner, required: [A-Za-z0-9._-]+ */
+        const char *id;      /* tag id, required: [A-Za-z0-9._:-]+ */
 };
 
 /* What the kernel says about a bound loop device. */
 struct loop_status {
-        int nr;                        /* N of /dev/loopN */
-        char path[32];                 /* "/dev/loopN" */
-        dev_t devno;                   /* the loop block device */
-        dev_t backing_dev;             /* st_dev of the backing file */
-        ino_t backing_ino;             /* st_ino of the backing file */
+        int nr;            /* N of /dev/loopN */
+        char path[32];     /* "/dev/loopN" */
+        dev_t devno;       /* the loop block device */
+        dev_t backing_dev; /* st_dev of the backing file */
+        ino_t backing_ino; /* st_ino of the backing file */
         uint64_t offset;
         uint64_t size_limit;
-        uint32_t block_size;           /* logical block size */
-        uint64_t diskseq;              /* 0 where the kernel has none */
+        uint32_t block_size; /* logical block size */
+        uint64_t diskseq;    /* 0 where the kernel has none */
         bool read_only;
         bool autoclear;
         bool direct_io;
         bool partscan;
-        char tag[LOOP_TAG_MAX + 1];    /* lo_file_name as set at attach */
-        char backing_file[4096];       /* from sysfs; may end in " (deleted)" */
+        char tag[LOOP_TAG_MAX + 1]; /* lo_file_name as set at attach */
+        char backing_file[4096];    /* from sysfs; may end in " (deleted)" */
 };
 
 /* An attached (or shared) device. Opaque; owns the device fd. */

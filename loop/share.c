@@ -28,9 +28,36 @@ static bool status_matches(const struct loop_info64 *info, const struct stat *ba
 {
         return loop_decode_kernel_dev(info->lo_device) == backing->st_dev &&
                info->lo_inode == backing->st_ino && info->lo_offset == opts->offset &&
-               info->lo_sizelimit == opts->size_limit &&
-               (info->lo_flags & LO_FLAGS_READ_ONLY) && (info->lo_flags & LO_FLAGS_AUTOCLEAR) &&
+               info->lo_sizelimit == opts->size_limit && (info->lo_flags & LO_FLAGS_READ_ONLY) &&
+               (info->lo_flags & LO_FLAGS_AUTOCLEAR) &&
                loop_tag_is_ours((const char *)info->lo_file_name, NULL);
+}
+
+static bool sysfs_u64_is(const char *dev, const char *attr, uint64_t want)
+{
+        char path[300];
+        uint64_t v;
+
+        snprintf(path, sizeof(path), "/sys/block/%s/%s", dev, attr);
+        return util_read_u64_file(path, &v) == 0 && v == want;
+}
+
+static bool sysfs_matches(const char *dev, const struct stat *backing,
+                          const struct loop_attach_opts *opts)
+{
+        char path[300], file[4096];
+        struct stat st;
+
+        if (!sysfs_u64_is(dev, "loop/offset", opts->offset) ||
+            !sysfs_u64_is(dev, "loop/sizelimit", opts->size_limit) || !sysfs_u64_is(dev, "ro", 1) ||
+            !sysfs_u64_is(dev, "loop/autoclear", 1))
+                return false;
+        /* The path is only a hint (the file may have been renamed); the
+         * dev+inode check after the open is what counts. */
+        snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", dev);
+        if (util_read_small_file(path, file, sizeof(file)) < 0 || stat(file, &st) < 0)
+                return false;
+        return st.st_dev == backing->st_dev && st.st_ino == backing->st_ino;
 }
 
 int loop_share_find(const struct stat *backing, const struct loop_attach_opts *opts,
@@ -44,7 +71,7 @@ int loop_share_find(const struct stat *backing, const struct loop_attach_opts *o
                 return util_err_set(err, errno, "open '/sys/block'");
 
         while ((de = readdir(dir))) {
-                char path[300], *end;
+                char *end;
                 struct loop_info64 info;
                 _cleanup_close_ int fd = -EBADF;
                 dev_t devno;
@@ -54,10 +81,10 @@ int loop_share_find(const struct stat *backing, const struct loop_attach_opts *o
                 long nr = strtol(de->d_name + 4, &end, 10);
                 if (end == de->d_name + 4 || *end || nr < 0 || nr > INT32_MAX)
                         continue;
-                /* Cheap pre-filter: unbound devices have no loop/ directory. */
-                snprintf(path, sizeof(path), "/sys/block/%s/loop/offset", de->d_name);
-                uint64_t off;
-                if (util_read_u64_file(path, &off) < 0 || off != opts->offset)
+                /* Pre-filter through sysfs, without opening the device: an
+                 * open by this scan would make a concurrent detach of an
+                 * unrelated device see an extra opener and only defer. */
+                if (!sysfs_matches(de->d_name, backing, opts))
                         continue;
 
                 /* No node creation here (ctl -EBADF): a device whose node we

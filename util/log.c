@@ -17,8 +17,8 @@ static const struct {
         const char *name;
         unsigned area;
 } debug_areas[] = {
-        {"util", UTIL_DBG_UTIL},   {"loop", UTIL_DBG_LOOP},      {"mount", UTIL_DBG_MOUNT},
-        {"idmap", UTIL_DBG_IDMAP}, {"snapshot", UTIL_DBG_SNAP},  {"plugin", UTIL_DBG_PLUGIN},
+        {"util", UTIL_DBG_UTIL},   {"loop", UTIL_DBG_LOOP},     {"mount", UTIL_DBG_MOUNT},
+        {"idmap", UTIL_DBG_IDMAP}, {"snapshot", UTIL_DBG_SNAP}, {"plugin", UTIL_DBG_PLUGIN},
         {"all", UTIL_DBG_ALL},
 };
 

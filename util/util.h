@@ -28,8 +28,8 @@
 #define UTIL_ERR_MSG_MAX 512
 
 struct util_err {
-        int errnum;                  /* positive errno; 0 = no error recorded */
-        char msg[UTIL_ERR_MSG_MAX];  /* outermost context first */
+        int errnum;                 /* positive errno; 0 = no error recorded */
+        char msg[UTIL_ERR_MSG_MAX]; /* outermost context first */
 };
 
 /*
@@ -91,21 +91,21 @@ static inline void *util_take_ptr(void *pp)
         return v;
 }
 
-#define _cleanup_(f)     __attribute__((cleanup(f)))
-#define _cleanup_close_  _cleanup_(util_closep)
-#define _cleanup_free_   _cleanup_(util_freep)
-#define TAKE_FD(fd)      util_take_fd(&(fd))
-#define TAKE_PTR(p)      ((__typeof__(p))util_take_ptr(&(p)))
+#define _cleanup_(f)    __attribute__((cleanup(f)))
+#define _cleanup_close_ _cleanup_(util_closep)
+#define _cleanup_free_  _cleanup_(util_freep)
+#define TAKE_FD(fd)     util_take_fd(&(fd))
+#define TAKE_PTR(p)     ((__typeof__(p))util_take_ptr(&(p)))
 
 /* Defines `name##p(type **)` that calls `func(*p)` when *p is not NULL. */
-#define UTIL_DEFINE_FREE_FUNC(type, func)                                                          \
-        static inline void func##p(type **p)                                                       \
-        {                                                                                          \
-                if (*p) {                                                                          \
-                        int saved_ = errno;                                                        \
-                        func(*p);                                                                  \
-                        errno = saved_;                                                            \
-                }                                                                                  \
+#define UTIL_DEFINE_FREE_FUNC(type, func)    \
+        static inline void func##p(type **p) \
+        {                                    \
+                if (*p) {                    \
+                        int saved_ = errno;  \
+                        func(*p);            \
+                        errno = saved_;      \
+                }                            \
         }
 
 #define UTIL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -164,10 +164,10 @@ void util_debug_print(unsigned area, const char *fmt, ...) __attribute__((format
 /* Parses a LOOPSNAP_DEBUG value into an area mask (unknown names ignored). */
 unsigned util_debug_parse(const char *value);
 
-#define util_debug(area, ...)                                                                      \
-        do {                                                                                       \
-                if (util_debug_enabled(area))                                                      \
-                        util_debug_print(area, __VA_ARGS__);                                       \
+#define util_debug(area, ...)                                \
+        do {                                                 \
+                if (util_debug_enabled(area))                \
+                        util_debug_print(area, __VA_ARGS__); \
         } while (0)
 
 /* ---- time and randomness ----------------------------------------------- */
