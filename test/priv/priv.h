@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Helpers for the privileged tests (root, real kernel): one gate per kernel
+ * feature that skips visibly with a reason, a private mount namespace per
+ * test, temporary directories under /var/tmp, and a registry of the loop
+ * devices a test attached so teardown detaches exactly those.
+ *
+ * Every test device is tagged with owner "test-<pid>" so the leak check that
+ * runs after the suite (test/priv/leakcheck.c) can find anything left over.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop/loop.h"
+
+#define PRIV_TAG_OWNER_PREFIX "test-"
+#define PRIV_TMP_PREFIX       "/var/tmp/loopsnap-test."
+
+/* Skips the test unless it runs as root in the initial user namespace with a
+ * usable /dev/loop-control. */
+void priv_require_loop(void);
+/* Skips the test unless `prog` is on PATH. */
+void priv_require_prog(const char *prog);
+
+/* unshare(CLONE_NEWNS) and make every mount private: the test's mounts
+ * disappear with its process. Fails the test on error. */
+void priv_private_mount_ns(void);
+
+/* A fresh directory under /var/tmp, removed by priv_teardown(). */
+const char *priv_tmpdir(void);
+/* Creates a sparse file of `size` bytes in the test's directory; returns
+ * its path (static storage per call slot, valid until teardown). */
+const char *priv_image(const char *name, uint64_t size);
+/* Runs argv (NULL-terminated) and returns its exit status (-1 on signal). */
+int priv_run(const char *const argv[]);
+
+/* The tag owner of this test process: "test-<pid>". */
+const char *priv_owner(void);
+/* Default attach options: tagged with priv_owner() and `id`. */
+struct loop_attach_opts priv_opts(unsigned flags, const char *id);
+
+/* Records a handle for teardown; returns it. */
+struct loop_device *priv_track(struct loop_device *d);
+/* Forgets (and returns) a tracked handle, when the test releases it itself. */
+struct loop_device *priv_untrack(struct loop_device *d);
+
+/* Whether loop device `nr` is still bound with `diskseq` (0 = any). */
+bool priv_is_bound(int nr, uint64_t diskseq);
+
+/* Criterion .init / .fini for privileged suites. */
+void priv_setup(void);
+void priv_teardown(void);
