@@ -15,6 +15,8 @@ packages=(
   clang-format
   # kernel tools used by tests and the benchmark baseline (losetup, mkfs.ext4)
   util-linux mount e2fsprogs
+  # FUSE mounts go through mount.fuse3; the tests mount with bindfs
+  fuse3 bindfs
 )
 
 missing=()

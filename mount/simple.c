@@ -12,12 +12,14 @@
  * remount that drops a locked flag fails with EPERM.
  */
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 
 #include "mount/mount-internal.h"
 
@@ -316,6 +318,148 @@ static int fs_legacy(const char *type, const char *source, const struct mount_op
         return 0;
 }
 
+/* ---- FUSE: through the mount.fuse3 / mount.fuse helper ------------------ */
+
+extern char **environ;
+
+static bool is_fuse(const char *type)
+{
+        return !strcmp(type, "fuse") || !strcmp(type, "fuse3") || !strncmp(type, "fuse.", 5) ||
+               !strncmp(type, "fuse3.", 6);
+}
+
+static bool find_prog(const char *name, char *buf, size_t size)
+{
+        static const char *const dirs[] = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(dirs); k++) {
+                snprintf(buf, size, "%s/%s", dirs[k], name);
+                if (access(buf, X_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* The flags as option words for the helper, then the data options. */
+static int fuse_optstr(const struct mount_opts *o, char **ret, struct util_err *err)
+{
+        static const struct {
+                unsigned long ms;
+                const char *word;
+        } words[] = {{MS_RDONLY, "ro"},        {MS_NOSUID, "nosuid"},
+                     {MS_NODEV, "nodev"},      {MS_NOEXEC, "noexec"},
+                     {MS_NOATIME, "noatime"},  {MS_NODIRATIME, "nodiratime"},
+                     {MS_SYNCHRONOUS, "sync"}, {MS_DIRSYNC, "dirsync"}};
+        size_t len = 1;
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(words); k++)
+                len += strlen(words[k].word) + 1;
+        for (size_t k = 0; k < o->n_data; k++)
+                len += strlen(o->data[k]) + 1;
+        char *s = calloc(1, len);
+        if (!s)
+                return util_err_set(err, ENOMEM, "FUSE options");
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(words); k++)
+                if (o->flags & words[k].ms) {
+                        if (*s)
+                                strcat(s, ",");
+                        strcat(s, words[k].word);
+                }
+        for (size_t k = 0; k < o->n_data; k++) {
+                if (*s)
+                        strcat(s, ",");
+                strcat(s, o->data[k]);
+        }
+        *ret = s;
+        return 0;
+}
+
+/* One run of the helper. Returns 0, or -errno / -EIO with err filled. */
+static int fuse_run(const char *helper, const char *type, const char *source, const char *opts,
+                    const char *what, const char *where, struct util_err *err)
+{
+        int pipefd[2];
+        pid_t pid;
+        posix_spawn_file_actions_t fa;
+        const char *argv[] = {helper, source, where, "-t", type, *opts ? "-o" : NULL, opts, NULL};
+
+        /* The filesystem daemon inherits the pipe: never wait for its EOF,
+         * read what the helper wrote once it has exited. */
+        if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+                return util_err_set(err, errno, "%s: pipe", what);
+        int r = posix_spawn_file_actions_init(&fa);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        if (r == 0)
+                r = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+        if (r == 0)
+                r = posix_spawn(&pid, helper, &fa, NULL, (char *const *)argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(pipefd[1]);
+        if (r != 0) {
+                close(pipefd[0]);
+                return util_err_set(err, r, "%s: run '%s'", what, helper);
+        }
+
+        int status = 0;
+        pid_t w;
+        while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+                ;
+        char msg[256] = "";
+        ssize_t n = read(pipefd[0], msg, sizeof(msg) - 1);
+        close(pipefd[0]);
+        msg[n > 0 ? n : 0] = '\0';
+        msg[strcspn(msg, "\n")] = '\0';
+        if (w < 0) {
+                /* A host that ignores SIGCHLD reaps for us (ECHILD): did the
+                 * mount happen? */
+                int e = errno;
+                if (e == ECHILD && mount_is_mountpoint(where, NULL) == 1)
+                        return 0;
+                return util_err_set(err, e, "%s: wait for '%s'", what, helper);
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return util_err_setx(err, EIO, "%s: '%s -t %s' %s %d%s%s", what, helper, type,
+                                     WIFEXITED(status) ? "exited with" : "killed by signal",
+                                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                                     *msg ? ": " : "", msg);
+        return 0;
+}
+
+#define FUSE_ECHILD_ATTEMPTS 3
+
+static int fuse_mount(const char *type, const char *source, const struct mount_opts *o,
+                      const char *what, const char *where, struct util_err *err)
+{
+        char helper[64];
+        _cleanup_free_ char *opts = NULL;
+
+        if (!where)
+                return util_err_setx(err, EOPNOTSUPP,
+                                     "%s: a FUSE mount needs a mountpoint (it cannot be an "
+                                     "intermediate or detached mount)",
+                                     what);
+        if (o->uidmap || o->gidmap)
+                return util_err_setx(err, EOPNOTSUPP, "%s: idmapped FUSE mounts are not supported",
+                                     what);
+        bool v3 = strncmp(type, "fuse3", 5) == 0;
+        if (!find_prog("mount.fuse3", helper, sizeof(helper)) &&
+            (v3 || !find_prog("mount.fuse", helper, sizeof(helper))))
+                return util_err_setx(err, ENOENT,
+                                     "%s: '%s' needs mount.fuse3%s (Debian package fuse3)", what,
+                                     type, v3 ? "" : " or mount.fuse");
+        int r = fuse_optstr(o, &opts, err);
+        if (r < 0)
+                return r;
+        for (unsigned attempt = 1;; attempt++) {
+                r = fuse_run(helper, type, source, opts, what, where, err);
+                /* ECHILD and nothing mounted: the helper's fate is unknown. */
+                if (r != -ECHILD || attempt >= FUSE_ECHILD_ATTEMPTS)
+                        return r;
+                util_err_clear(err);
+        }
+}
+
 int mount_simple_apply(struct mount_engine *e, const struct mount_spec *spec, size_t i,
                        const struct mount_opts *o, struct mount_applied *done, const char *loop_id,
                        const char *where, struct mount_applied *out, struct util_err *err)
@@ -329,14 +473,17 @@ int mount_simple_apply(struct mount_engine *e, const struct mount_spec *spec, si
         if (legacy && !where)
                 return util_err_setx(err, EOPNOTSUPP,
                                      "%s: a detached mount needs the new mount API", what);
-        if (strncmp(m->type, "fuse", 4) == 0 &&
-            (m->type[4] == '\0' || m->type[4] == '.' || strncmp(m->type + 4, "3", 1) == 0))
-                return util_err_setx(err, EOPNOTSUPP, "%s: FUSE mounts ('%s') are not supported",
-                                     what, m->type);
-
         int r = resolve_source(spec, i, done, &s, err);
         if (r < 0)
                 return util_err_prefix(err, "%s", what);
+        if (is_fuse(m->type)) {
+                if (!s.path || o->loop || o->bind || o->rbind)
+                        return util_err_setx(err, EINVAL,
+                                             "%s: a FUSE mount takes a plain source (no loop, "
+                                             "bind or earlier detached mount)",
+                                             what);
+                return fuse_mount(m->type, s.path, o, what, where, err);
+        }
 
         if (o->bind || o->rbind || is_type(m->type, "bind") || is_type(m->type, "rbind")) {
                 struct mount_opts bo = *o;

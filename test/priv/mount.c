@@ -711,3 +711,57 @@ Test(mount, idmapping_an_overlay_as_a_whole_is_a_clear_error)
         else
                 expect_apply_error(json, -EINVAL, "cannot be idmapped as a whole");
 }
+
+/* ---- FUSE ---- */
+
+Test(mount, fuse_through_mount_fuse3)
+{
+        priv_require_prog("mount.fuse3");
+        priv_require_prog("bindfs");
+        if (access("/dev/fuse", R_OK | W_OK) != 0)
+                cr_skip_test("no usable /dev/fuse");
+        const char *src = strdup(path_of("%s/src", priv_tmpdir()));
+        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        mkdir_p(src);
+        mkdir_p(target);
+        write_file(path_of("%s/f", src), "fuse");
+        char json[1024];
+        snprintf(json, sizeof(json),
+                 "[{\"type\":\"fuse.bindfs\",\"source\":\"%s\",\"options\":[\"ro\"]}]", src);
+        struct mount_spec *spec = NULL;
+        struct util_err err = {0};
+        cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        struct mount_engine *e = engine();
+        cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(read_file(path_of("%s/f", target)), "fuse");
+        struct mount_info mi;
+        cr_assert_eq(mount_find_by_target(target, &mi, &err), 0, "%s", err.msg);
+        cr_assert(strncmp(mi.fstype, "fuse", 4) == 0, "%s", mi.fstype);
+        cr_assert_eq(open(path_of("%s/new", target), O_WRONLY | O_CREAT | O_CLOEXEC, 0644), -1,
+                     "ro reached the FUSE helper");
+        cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
+
+        /* A helper failure is an error that names the helper, nothing mounted. */
+        snprintf(json, sizeof(json),
+                 "[{\"type\":\"fuse.bindfs\",\"source\":\"%s/missing\",\"options\":[]}]", src);
+        expect_apply_error(json, -EIO, "mount.fuse3");
+}
+
+Test(mount, find_by_source_and_mountpoint_queries)
+{
+        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        struct util_err err = {0};
+        struct mount_info mi;
+        mkdir_p(target);
+        mkdir_p(path_of("%s/inner", target));
+        cr_assert_eq(mount("loopsnap-q", target, "tmpfs", 0, "size=1m"), 0, "%m");
+        cr_assert_eq(mount_find_by_source("loopsnap-q", &mi, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(mi.target, target);
+        cr_assert_str_eq(mi.fstype, "tmpfs");
+        mkdir_p(path_of("%s/sub", target));
+        cr_assert_eq(is_mountpoint(path_of("%s/sub", target)), 0);
+        cr_assert_eq(mount_find_by_target(path_of("%s/sub", target), &mi, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(mi.target, target, "the mount containing a plain directory");
+        cr_assert_eq(mount_find_by_source("no-such-source", &mi, &err), -ENOENT);
+        cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
+}
