@@ -12,27 +12,46 @@
  *     as the baseline for the speedup;
  *   - 64 threads attaching at once from a barrier (each its own device),
  *     time from the release to the last successful attach, five rounds.
+ * The `mount` suite runs in a private mount namespace of its own (nothing it
+ * mounts can reach the host, even if it crashes) on plain directories in a
+ * private directory under /var/tmp, and measures:
+ *   - overlay mount and unmount time through the engine for 1, 20, 100 and
+ *     500 lowers, on the fd and the legacy API, against a bare mount(2) of the
+ *     same directories where its options fit (research/limits.md §4);
+ *   - `chown -R` of a tree of 10,101 entries, both ways, against an idmapped
+ *     bind of the same tree through the engine, with a new user namespace per
+ *     mount and with the engine's cached one (limits.md §5).
+ * Every first mount of a kind is checked (an overlay with its upper and its
+ * top and bottom layers; ids that really shift); a failed check exits 1.
+ *
  * A benchmark reports, it does not assert: a missed target still exits 0.
- * Exit 1 means the run could not be set up, or left loop devices behind.
+ * Exit 1 means the run could not be set up, left loop devices behind, or a
+ * mount failed or did not do what was asked.
  *
  * Only devices this process attached are ever detached: our own handles, and
  * what `losetup --find --show` printed for our image.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "loop/loop.h"
+#include "mount/mount.h"
 #include "util/util.h"
 
 #define BENCH_NAME               "loopsnap-bench"
@@ -57,12 +76,14 @@
 struct bench_opts {
         bool json;
         unsigned iterations;
+        bool iterations_given; /* --iterations: else each suite's defaults */
 };
 
 struct bench_suite {
         const char *name;
         /* Returns 0 when the run completed (targets missed or not), -errno
-         * when it could not be set up or left devices behind (reported). */
+         * when it could not be set up, left devices behind, or a check
+         * failed (reported). */
         int (*run)(const struct bench_opts *o);
         const char *summary;
 };
@@ -811,10 +832,1138 @@ static int bench_loop(const struct bench_opts *o)
         return 0;
 }
 
+/* ---- the mount suite ------------------------------------------------------ */
+
+#define BENCH_OVL_ITERATIONS   30u
+#define BENCH_IDMAP_ITERATIONS 50u
+#define BENCH_MOUNT_WARMUP     2u
+#define BENCH_OVL_LAYERS       500u /* the kernel's maximum (OVL_MAX_STACK) */
+#define BENCH_TREE_DIRS        100u
+#define BENCH_TREE_FILES       100u /* per directory */
+#define BENCH_CHOWN_ROUNDS     5u
+#define BENCH_CHOWN_WARMUP     1u
+#define BENCH_IDMAP_RANGE      "0:100000:65536"
+#define BENCH_IDMAP_HOST_ROOT  100000u
+/* mount(2) silently cuts its data page here (research/limits.md §4): the
+ * bare mount(2) baseline is only run when its options fit. */
+#define BENCH_MOUNT2_DATA_MAX 4095u
+#define BENCH_RM_DEPTH_MAX    8u
+#define BENCH_PATH_SIZE       128u
+
+#define TARGET_OVL500_MS          6.0
+#define TARGET_IDMAP_RATIO        100.0
+#define TARGET_IDMAP_CACHED_RATIO 1000.0
+
+#ifndef OVERLAYFS_SUPER_MAGIC
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#endif
+
+static const unsigned ovl_sizes[] = {1, 20, 100, BENCH_OVL_LAYERS};
+#define OVL_SIZES UTIL_ARRAY_SIZE(ovl_sizes)
+
+static int bench_warn_errno(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* bench_warn("<fmt>: <strerror(errnum)>"); returns -errnum. */
+static int bench_warn_errno(int errnum, const char *fmt, ...)
+{
+        char line[768];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        bench_warn("%s: %s", line, strerror(errnum));
+        return -errnum;
+}
+
+static int path_fmt(char *buf, size_t size, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* snprintf into a path buffer; -ENAMETOOLONG (reported) when it does not fit. */
+static int path_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        int n = vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= size) {
+                bench_warn("path too long for %zu bytes: '%s...'", size, buf);
+                return -ENAMETOOLONG;
+        }
+        return 0;
+}
+
+/* Samples of one figure, in ns; room for `cap` (the measured iterations). */
+struct series {
+        uint64_t *ns;
+        size_t n;
+        size_t cap;
+};
+
+static void series_add(struct series *s, uint64_t ns)
+{
+        if (s->n < s->cap)
+                s->ns[s->n++] = ns;
+}
+
+struct figure {
+        bool have;
+        double median_ms;
+        double p90_ms;
+};
+
+/* Median and p90 of the samples in ms (sorts them); `have` when there are any. */
+static void figure_from(struct figure *f, struct series *s)
+{
+        if (s->n == 0)
+                return;
+        stats_us(s->ns, s->n, &f->median_ms, &f->p90_ms);
+        f->median_ms /= 1000.0;
+        f->p90_ms /= 1000.0;
+        f->have = true;
+}
+
+enum ovl_way {
+        OVL_FD,     /* the engine, MOUNT_API_FD */
+        OVL_LEGACY, /* the engine, MOUNT_API_LEGACY */
+        OVL_MOUNT2, /* a bare mount(2) with absolute paths: the baseline */
+        OVL_WAYS,
+};
+
+static const char *const ovl_way_names[OVL_WAYS] = {"fd", "legacy", "mount(2)"};
+
+struct ovl_way_result {
+        struct figure mount;
+        struct figure umount;
+        /* Not measured: the options do not fit mount(2)'s page (legacy: the
+         * engine refused with E2BIG; mount(2): longer than 4095 bytes). */
+        bool too_big;
+        size_t data_len; /* mount(2): the length of its options */
+        unsigned failures;
+};
+
+struct ovl_result {
+        unsigned lowers;
+        struct ovl_way_result way[OVL_WAYS];
+};
+
+struct mount_results {
+        unsigned ovl_iterations;
+        unsigned idmap_iterations;
+        enum mount_api api_probed;
+        struct ovl_result ovl[OVL_SIZES];
+
+        size_t chown_entries; /* what chown -R walks: the root, the dirs, the files */
+        bool chown_installed;
+        struct figure chown;      /* both directions */
+        struct figure chown_up;   /* 0:0 -> 100000:100000 */
+        struct figure chown_down; /* and back */
+        unsigned chown_failures;
+
+        struct figure idmap_new;    /* a new engine per apply: makes the userns */
+        struct figure idmap_cached; /* one engine: its cached userns */
+        struct figure idmap_umount;
+        unsigned idmap_failures;
+
+        size_t leaked_mounts; /* still mounted below our directory at the end */
+};
+
+static const struct ovl_result *ovl_result_for(const struct mount_results *res, unsigned lowers)
+{
+        for (size_t i = 0; i < OVL_SIZES; i++)
+                if (res->ovl[i].lowers == lowers)
+                        return &res->ovl[i];
+        return NULL;
+}
+
+static bool have_ovl_ratio(const struct mount_results *res)
+{
+        const struct ovl_result *r = ovl_result_for(res, 20);
+        return r && r->way[OVL_FD].mount.have && r->way[OVL_MOUNT2].mount.have &&
+               r->way[OVL_MOUNT2].mount.median_ms > 0;
+}
+
+/* The engine's fd mount over a bare mount(2) of the same 20 directories. */
+static double ovl_ratio(const struct mount_results *res)
+{
+        const struct ovl_result *r = ovl_result_for(res, 20);
+        return have_ovl_ratio(res)
+                       ? r->way[OVL_FD].mount.median_ms / r->way[OVL_MOUNT2].mount.median_ms
+                       : 0.0;
+}
+
+static const struct figure *ovl500_fd(const struct mount_results *res)
+{
+        return &ovl_result_for(res, BENCH_OVL_LAYERS)->way[OVL_FD].mount;
+}
+
+static bool have_idmap_ratio(const struct mount_results *res, const struct figure *idmap)
+{
+        return res->chown.have && idmap->have && idmap->median_ms > 0;
+}
+
+static double idmap_ratio(const struct mount_results *res, const struct figure *idmap)
+{
+        return have_idmap_ratio(res, idmap) ? res->chown.median_ms / idmap->median_ms : 0.0;
+}
+
+static bool target_ovl500_met(const struct mount_results *res)
+{
+        return ovl500_fd(res)->have && ovl500_fd(res)->median_ms <= TARGET_OVL500_MS;
+}
+
+/* Without chown the ratios cannot be shown, so the targets are not met. */
+static bool target_idmap_met(const struct mount_results *res)
+{
+        return have_idmap_ratio(res, &res->idmap_new) &&
+               idmap_ratio(res, &res->idmap_new) >= TARGET_IDMAP_RATIO;
+}
+
+static bool target_idmap_cached_met(const struct mount_results *res)
+{
+        return have_idmap_ratio(res, &res->idmap_cached) &&
+               idmap_ratio(res, &res->idmap_cached) >= TARGET_IDMAP_CACHED_RATIO;
+}
+
+static bool mount_targets_met(const struct mount_results *res)
+{
+        return target_ovl500_met(res) && target_idmap_met(res) && target_idmap_cached_met(res);
+}
+
+static unsigned mount_failures(const struct mount_results *res)
+{
+        unsigned n = res->chown_failures + res->idmap_failures;
+        for (size_t i = 0; i < OVL_SIZES; i++)
+                for (size_t w = 0; w < OVL_WAYS; w++)
+                        n += res->ovl[i].way[w].failures;
+        return n;
+}
+
+/* ---- the directory: layers, targets, the chown tree ----------------------- */
+
+struct mnt_bench {
+        char dir[sizeof(BENCH_TMP_TEMPLATE)];
+        char layers[BENCH_PATH_SIZE];  /* <dir>/L: layers 0..499, u/upper, u/work */
+        char upper[BENCH_PATH_SIZE];   /* <dir>/L/u/upper */
+        char work[BENCH_PATH_SIZE];    /* <dir>/L/u/work */
+        char target[BENCH_PATH_SIZE];  /* <dir>/target: the overlays */
+        char tree[BENCH_PATH_SIZE];    /* <dir>/T: the chown and idmap tree */
+        char itarget[BENCH_PATH_SIZE]; /* <dir>/itarget: the idmapped binds */
+        char scratch[BENCH_PATH_SIZE]; /* the engines' scratch_dir */
+        char id[32];                   /* loop_id of the applies (no loop is used) */
+        bool have_dir;
+};
+
+/*
+ * Removes `name` (in `parent_fd`) and everything below it, but never crosses
+ * into a mount: a directory that is the root of a mount fails with -EBUSY and
+ * is left alone, so a mount that could not be undone never leads the removal
+ * into what it shows (the idmapped bind shows the tree, on the same st_dev).
+ */
+static int rm_tree_at(int parent_fd, const char *name, unsigned depth)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        struct statx stx;
+        int ret = 0;
+
+        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+        if (depth >= BENCH_RM_DEPTH_MAX)
+                return -ELOOP;
+
+        fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) < 0)
+                return -errno;
+        /* No answer (kernel < 5.8) is treated as "maybe a mount": refused. */
+        if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+            (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+                return -EBUSY;
+        DIR *d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        fd = -EBADF; /* closedir closes it */
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de) {
+                        if (errno != 0 && ret == 0)
+                                ret = -errno;
+                        break;
+                }
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                int r = rm_tree_at(dirfd(d), de->d_name, depth + 1);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        closedir(d);
+        if (ret < 0)
+                return ret;
+        return unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+/* Undoes mountinfo's octal escapes ("\040" for a space) in place. */
+static void unescape_octal(char *s)
+{
+        char *o = s;
+
+        for (; *s; s++) {
+                if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+                    s[3] >= '0' && s[3] <= '7') {
+                        *o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+                        s += 3;
+                } else {
+                        *o++ = *s;
+                }
+        }
+        *o = '\0';
+}
+
+/*
+ * Detaches every mount still below `dir` in our private namespace, the last
+ * mounted first, each one reported. Once the targets are unmounted there
+ * should be none: one found here was left behind by the engine (an
+ * intermediate or a compaction bind in the scratch dir).
+ * Returns how many there were, or -errno.
+ */
+static int sweep_mounts(const char *dir)
+{
+        _cleanup_free_ char *line = NULL;
+        char **found = NULL;
+        size_t cap = 0, n = 0, len = strlen(dir);
+        int ret = 0;
+
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return bench_warn_errno(errno, "open /proc/self/mountinfo");
+        while (getline(&line, &cap, f) > 0) {
+                /* "id parent major:minor root mountpoint options ..." */
+                char *field = line;
+                for (int k = 0; k < 4 && field; k++) {
+                        field = strchr(field, ' ');
+                        field = field ? field + 1 : NULL;
+                }
+                if (!field)
+                        continue;
+                field[strcspn(field, " \n")] = '\0';
+                unescape_octal(field);
+                if (strncmp(field, dir, len) != 0 || field[len] != '/')
+                        continue;
+                char **v = realloc(found, (n + 1) * sizeof(*found));
+                if (v)
+                        found = v;
+                if (!v || !(found[n] = strdup(field))) {
+                        ret = bench_warn_errno(ENOMEM, "sweep mounts");
+                        break;
+                }
+                n++;
+        }
+        fclose(f);
+        for (size_t i = n; i-- > 0;) {
+                bench_warn("leaked mount: '%s' (detached now)", found[i]);
+                if (umount2(found[i], MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && ret == 0)
+                        ret = bench_warn_errno(errno, "detach '%s'", found[i]);
+                free(found[i]);
+        }
+        free(found);
+        return ret < 0 ? ret : (int)n;
+}
+
+/*
+ * Unmounts whatever is still on our targets (only after a failure), detaches
+ * anything else left below the directory (*ret_leaked, may be NULL: how
+ * many), then removes the directory. Idempotent. Returns 0 or the first
+ * -errno (reported).
+ */
+static int mnt_bench_cleanup(struct mnt_bench *b, size_t *ret_leaked)
+{
+        const char *const targets[] = {b->target, b->itarget};
+        int ret = 0;
+
+        if (!b->have_dir)
+                return 0;
+        for (size_t i = 0; i < UTIL_ARRAY_SIZE(targets); i++) {
+                struct util_err err = {0};
+                if (!targets[i][0])
+                        continue;
+                int r = mount_unmount_all(targets[i], &err);
+                if (r > 0)
+                        bench_warn("cleanup: unmounted %d mount(s) left on '%s'", r, targets[i]);
+                if (r < 0 && r != -ENOENT) {
+                        bench_warn("cleanup: %s", err.msg);
+                        if (ret == 0)
+                                ret = r;
+                }
+        }
+        int r = sweep_mounts(b->dir);
+        if (r < 0 && ret == 0)
+                ret = r;
+        if (r > 0 && ret_leaked)
+                *ret_leaked = (size_t)r;
+        r = rm_tree_at(AT_FDCWD, b->dir, 0);
+        if (r < 0) {
+                bench_warn("remove '%s': %s%s", b->dir, strerror(-r),
+                           r == -EBUSY ? " (a mount is still inside: left alone)" : "");
+                return ret == 0 ? r : ret;
+        }
+        b->have_dir = false;
+        return ret;
+}
+
+static void mnt_bench_done(struct mnt_bench *b)
+{
+        (void)mnt_bench_cleanup(b, NULL);
+}
+
+/* Creates `name` in `at_fd` with `content`. Returns 0 or -errno (reported). */
+static int write_file_at(int at_fd, const char *dir, const char *name, const char *content)
+{
+        _cleanup_close_ int fd = -EBADF;
+        size_t len = strlen(content);
+
+        fd = openat(at_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return bench_warn_errno(errno, "create '%s/%s'", dir, name);
+        ssize_t w = len > 0 ? write(fd, content, len) : 0;
+        if (w < 0)
+                return bench_warn_errno(errno, "write '%s/%s'", dir, name);
+        if ((size_t)w != len)
+                return bench_warn_errno(EIO, "write '%s/%s': short write", dir, name);
+        return 0;
+}
+
+static int mkdir_at(int at_fd, const char *dir, const char *name)
+{
+        if (mkdirat(at_fd, name, 0755) < 0)
+                return bench_warn_errno(errno, "create '%s/%s'", dir, name);
+        return 0;
+}
+
+/* <L>/<k>/f<k> ("k\n") for every layer, and the empty <L>/u/{upper,work}. */
+static int make_layers(const struct mnt_bench *b)
+{
+        _cleanup_close_ int lfd = -EBADF;
+        int r;
+
+        if (mkdir(b->layers, 0755) < 0)
+                return bench_warn_errno(errno, "create '%s'", b->layers);
+        lfd = open(b->layers, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (lfd < 0)
+                return bench_warn_errno(errno, "open '%s'", b->layers);
+        for (unsigned k = 0; k < BENCH_OVL_LAYERS; k++) {
+                char name[16], file[32], content[16];
+                snprintf(name, sizeof(name), "%u", k);
+                snprintf(file, sizeof(file), "%u/f%u", k, k);
+                snprintf(content, sizeof(content), "%u\n", k);
+                if ((r = mkdir_at(lfd, b->layers, name)) < 0 ||
+                    (r = write_file_at(lfd, b->layers, file, content)) < 0)
+                        return r;
+        }
+        if ((r = mkdir_at(lfd, b->layers, "u")) < 0 ||
+            (r = mkdir_at(lfd, b->layers, "u/upper")) < 0 ||
+            (r = mkdir_at(lfd, b->layers, "u/work")) < 0)
+                return r;
+        return 0;
+}
+
+/* <T>/d<i>/f<j>, empty files. *ret_entries: what chown -R walks. */
+static int make_tree(const struct mnt_bench *b, size_t *ret_entries)
+{
+        _cleanup_close_ int tfd = -EBADF;
+        size_t entries = 1;
+        int r;
+
+        if (mkdir(b->tree, 0755) < 0)
+                return bench_warn_errno(errno, "create '%s'", b->tree);
+        tfd = open(b->tree, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (tfd < 0)
+                return bench_warn_errno(errno, "open '%s'", b->tree);
+        for (unsigned i = 0; i < BENCH_TREE_DIRS; i++) {
+                _cleanup_close_ int dfd = -EBADF;
+                char name[16];
+                snprintf(name, sizeof(name), "d%u", i);
+                if ((r = mkdir_at(tfd, b->tree, name)) < 0)
+                        return r;
+                entries++;
+                dfd = openat(tfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (dfd < 0)
+                        return bench_warn_errno(errno, "open '%s/%s'", b->tree, name);
+                for (unsigned j = 0; j < BENCH_TREE_FILES; j++) {
+                        char file[16];
+                        snprintf(file, sizeof(file), "f%u", j);
+                        if ((r = write_file_at(dfd, b->tree, file, "")) < 0)
+                                return r;
+                        entries++;
+                }
+        }
+        *ret_entries = entries;
+        return 0;
+}
+
+/* A private mount namespace first, so that nothing of ours can reach the
+ * host's mount table, not even when we crash; then the directory. */
+static int mnt_bench_init(struct mnt_bench *b, size_t *ret_entries)
+{
+        int r;
+
+        if (unshare(CLONE_NEWNS) < 0)
+                return bench_warn_errno(errno, "unshare(CLONE_NEWNS)");
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return bench_warn_errno(errno, "make / private in our mount namespace");
+
+        memcpy(b->dir, BENCH_TMP_TEMPLATE, sizeof(BENCH_TMP_TEMPLATE));
+        if (!mkdtemp(b->dir))
+                return bench_warn_errno(errno, "create a directory from '%s'", BENCH_TMP_TEMPLATE);
+        b->have_dir = true;
+        snprintf(b->id, sizeof(b->id), "%d", (int)getpid());
+        if ((r = path_fmt(b->layers, sizeof(b->layers), "%s/L", b->dir)) < 0 ||
+            (r = path_fmt(b->upper, sizeof(b->upper), "%s/u/upper", b->layers)) < 0 ||
+            (r = path_fmt(b->work, sizeof(b->work), "%s/u/work", b->layers)) < 0 ||
+            (r = path_fmt(b->target, sizeof(b->target), "%s/target", b->dir)) < 0 ||
+            (r = path_fmt(b->tree, sizeof(b->tree), "%s/T", b->dir)) < 0 ||
+            (r = path_fmt(b->itarget, sizeof(b->itarget), "%s/itarget", b->dir)) < 0 ||
+            (r = path_fmt(b->scratch, sizeof(b->scratch), "%s/scratch", b->dir)) < 0)
+                return r;
+        const char *const dirs[] = {b->target, b->itarget, b->scratch};
+        for (size_t i = 0; i < UTIL_ARRAY_SIZE(dirs); i++)
+                if (mkdir(dirs[i], 0755) < 0)
+                        return bench_warn_errno(errno, "create '%s'", dirs[i]);
+        if ((r = make_layers(b)) < 0)
+                return r;
+        return make_tree(b, ret_entries);
+}
+
+/* ---- 1. overlay mount time vs the number of lowers ------------------------ */
+
+/*
+ * One overlay of the `n` bottom layers, top first (lowerdir=<L>/<n-1>:...:<L>/0)
+ * with the upper and work dirs, as a spec, and as the data of a bare mount(2)
+ * with the index=off the engine adds (*ret_data).
+ */
+static int ovl_spec_build(const struct mnt_bench *b, unsigned n, struct mount_spec **ret_spec,
+                          char **ret_data)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        _cleanup_free_ char *lower = NULL;
+        char upper[BENCH_PATH_SIZE + 16], work[BENCH_PATH_SIZE + 16];
+        struct util_err err = {0};
+        /* Per layer: the path, '/', at most 3 digits, ':'. */
+        size_t size = strlen("lowerdir=") + (size_t)n * (strlen(b->layers) + 5) + 1, len = 0;
+
+        lower = malloc(size);
+        if (!lower)
+                return bench_warn_errno(ENOMEM, "overlay options");
+        len = (size_t)snprintf(lower, size, "lowerdir=");
+        for (unsigned k = n; k-- > 0;)
+                len += (size_t)snprintf(lower + len, size - len, "%s%s/%u", k == n - 1 ? "" : ":",
+                                        b->layers, k);
+        snprintf(upper, sizeof(upper), "upperdir=%s", b->upper);
+        snprintf(work, sizeof(work), "workdir=%s", b->work);
+
+        const char *const opts[] = {lower, upper, work, NULL};
+        int r = mount_spec_new(&spec);
+        if (r < 0)
+                return bench_warn_errno(-r, "mount spec");
+        r = mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err);
+        if (r < 0) {
+                bench_warn("overlay spec of %u lowers: %s", n, err.msg);
+                return r;
+        }
+        if (asprintf(ret_data, "%s,%s,%s,index=off", lower, upper, work) < 0)
+                return bench_warn_errno(ENOMEM, "overlay options");
+        *ret_spec = TAKE_PTR(spec);
+        return 0;
+}
+
+/*
+ * The overlay on the target is the one asked for: an overlay, writable (so it
+ * has its upper, which a mount(2) cut short can silently drop), showing the
+ * top and the bottom layer's files (a cut lowerdir loses the bottom ones).
+ * Returns 0, or -EIO (reported).
+ */
+static int ovl_verify(const struct mnt_bench *b, unsigned n, const char *what)
+{
+        const unsigned check[] = {n - 1, 0};
+        struct statfs sf;
+        struct statvfs sv;
+
+        if (statfs(b->target, &sf) < 0 || statvfs(b->target, &sv) < 0)
+                return bench_warn_errno(errno, "%s: statfs '%s'", what, b->target);
+        if ((unsigned long)sf.f_type != OVERLAYFS_SUPER_MAGIC) {
+                bench_warn("%s: '%s' is not an overlay after the mount (f_type 0x%lx)", what,
+                           b->target, (unsigned long)sf.f_type);
+                return -EIO;
+        }
+        if (sv.f_flag & ST_RDONLY) {
+                bench_warn("%s: the overlay is read-only: its upper layer was lost", what);
+                return -EIO;
+        }
+        for (size_t i = 0; i < UTIL_ARRAY_SIZE(check); i++) {
+                char p[BENCH_PATH_SIZE + 16];
+                struct stat st;
+                if (path_fmt(p, sizeof(p), "%s/f%u", b->target, check[i]) < 0)
+                        return -EIO;
+                if (stat(p, &st) < 0) {
+                        bench_warn("%s: layer %u is missing from the overlay: stat '%s': %s", what,
+                                   check[i], p, strerror(errno));
+                        return -EIO;
+                }
+        }
+        return 0;
+}
+
+static int mount2_overlay(const char *target, const char *data, struct util_err *err)
+{
+        if (mount("overlay", target, "overlay", 0, data) < 0)
+                return util_err_set(err, errno, "mount(2) overlay on '%s'", target);
+        return 0;
+}
+
+/*
+ * Overlays of `n` lowers, `iterations` times each way (after
+ * BENCH_MOUNT_WARMUP), the ways interleaved so that load drifts hit all
+ * alike: the mount timed (engine apply, or bare mount(2)), then
+ * mount_unmount_all timed. The first mount of each way is verified.
+ * Returns 0 (failed mounts are counted), or -errno on setup failure or a
+ * failed check.
+ */
+static int ovl_measure(const struct mnt_bench *b, struct mount_engine *const engines[2], unsigned n,
+                       unsigned iterations, struct ovl_result *res)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        _cleanup_free_ char *data = NULL;
+        _cleanup_free_ uint64_t *buf = NULL;
+        struct series mnt[OVL_WAYS], um[OVL_WAYS];
+        bool printed[OVL_WAYS] = {false}, verified[OVL_WAYS] = {false};
+
+        int r = ovl_spec_build(b, n, &spec, &data);
+        if (r < 0)
+                return r;
+        buf = calloc((size_t)2 * OVL_WAYS * iterations, sizeof(*buf));
+        if (!buf)
+                return bench_warn_errno(ENOMEM, "allocate samples");
+        for (size_t w = 0; w < OVL_WAYS; w++) {
+                mnt[w] = (struct series){.ns = buf + (2 * w) * iterations, .cap = iterations};
+                um[w] = (struct series){.ns = buf + (2 * w + 1) * iterations, .cap = iterations};
+        }
+        res->way[OVL_MOUNT2].data_len = strlen(data);
+        res->way[OVL_MOUNT2].too_big = strlen(data) > BENCH_MOUNT2_DATA_MAX;
+
+        for (unsigned i = 0; i < BENCH_MOUNT_WARMUP + iterations; i++)
+                for (size_t w = 0; w < OVL_WAYS; w++) {
+                        struct ovl_way_result *wr = &res->way[w];
+                        struct util_err err = {0};
+                        char what[64];
+
+                        if (wr->too_big)
+                                continue;
+                        snprintf(what, sizeof(what), "overlay of %u lowers via %s", n,
+                                 ovl_way_names[w]);
+                        uint64_t t0 = util_now_ns();
+                        r = w == OVL_MOUNT2 ? mount2_overlay(b->target, data, &err)
+                                            : mount_engine_apply(engines[w], spec, b->target, b->id,
+                                                                 NULL, &err);
+                        uint64_t t1 = util_now_ns();
+                        if (r == -E2BIG && w == OVL_LEGACY) {
+                                /* The engine's refusal of what mount(2) would cut. */
+                                wr->too_big = true;
+                                bench_warn("%s: %s (reported as null)", what, err.msg);
+                                continue;
+                        }
+                        if (r < 0) {
+                                wr->failures++;
+                                report_failure(&printed[w], what, err.msg);
+                                continue;
+                        }
+                        if (!verified[w]) {
+                                r = ovl_verify(b, n, what);
+                                if (r < 0)
+                                        return r; /* the cleanup unmounts it */
+                                verified[w] = true;
+                        }
+                        uint64_t t2 = util_now_ns();
+                        int u = mount_unmount_all(b->target, &err);
+                        uint64_t t3 = util_now_ns();
+                        if (u != 1) {
+                                char msg[96];
+                                snprintf(msg, sizeof(msg), "unmount removed %d mounts, not 1", u);
+                                wr->failures++;
+                                report_failure(&printed[w], what, u < 0 ? err.msg : msg);
+                                continue;
+                        }
+                        if (i >= BENCH_MOUNT_WARMUP) {
+                                series_add(&mnt[w], t1 - t0);
+                                series_add(&um[w], t3 - t2);
+                        }
+                }
+        for (size_t w = 0; w < OVL_WAYS; w++) {
+                figure_from(&res->way[w].mount, &mnt[w]);
+                figure_from(&res->way[w].umount, &um[w]);
+        }
+        return 0;
+}
+
+static int bench_overlays(const struct mnt_bench *b, struct mount_results *res)
+{
+        _cleanup_(mount_engine_freep) struct mount_engine *fd_engine = NULL;
+        _cleanup_(mount_engine_freep) struct mount_engine *legacy_engine = NULL;
+        struct mount_engine_opts eo = {
+                .loop_owner = BENCH_OWNER,
+                .scratch_dir = b->scratch,
+                .api = MOUNT_API_FD,
+        };
+        struct util_err err = {0};
+
+        if (mount_engine_new(&eo, &fd_engine, &err) < 0) {
+                bench_warn("mount engine (fd): %s", err.msg);
+                return -err.errnum;
+        }
+        eo.api = MOUNT_API_LEGACY;
+        if (mount_engine_new(&eo, &legacy_engine, &err) < 0) {
+                bench_warn("mount engine (legacy): %s", err.msg);
+                return -err.errnum;
+        }
+        struct mount_engine *const engines[2] = {
+                [OVL_FD] = fd_engine, [OVL_LEGACY] = legacy_engine};
+        for (size_t i = 0; i < OVL_SIZES; i++) {
+                int r = ovl_measure(b, engines, ovl_sizes[i], res->ovl_iterations, &res->ovl[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ---- 2. chown -R, the baseline of the idmapped mount ------------------------ */
+
+/* `chown -R <ids> <tree>` as a child process. Returns 0, -ENOENT when chown
+ * could not be found, or -errno (err filled). */
+static int run_chown(const char *ids, const char *tree, struct util_err *err)
+{
+        char *const argv[] = {"chown", "-R", (char *)ids, (char *)tree, NULL};
+        int status = 0;
+        pid_t pid;
+
+        int r = posix_spawnp(&pid, "chown", NULL, NULL, argv, environ);
+        if (r != 0)
+                return util_err_set(err, r, "spawn 'chown'");
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return util_err_set(err, errno, "wait for 'chown'");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return util_err_setx(err, EIO, "'chown -R %s %s' %s %d", ids, tree,
+                                     WIFEXITED(status) ? "exited with status" : "killed by signal",
+                                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        return 0;
+}
+
+static int bench_chown(const struct mnt_bench *b, struct mount_results *res)
+{
+        static const char *const ids[2] = {"100000:100000", "0:0"};
+        uint64_t all_ns[2 * BENCH_CHOWN_ROUNDS], dir_ns[2][BENCH_CHOWN_ROUNDS];
+        struct series all = {.ns = all_ns, .cap = UTIL_ARRAY_SIZE(all_ns)};
+        struct series dir[2] = {
+                {.ns = dir_ns[0], .cap = BENCH_CHOWN_ROUNDS},
+                {.ns = dir_ns[1], .cap = BENCH_CHOWN_ROUNDS},
+        };
+        bool printed = false;
+
+        res->chown_installed = true;
+        for (unsigned round = 0; round < BENCH_CHOWN_WARMUP + BENCH_CHOWN_ROUNDS; round++)
+                for (size_t d = 0; d < 2; d++) {
+                        struct util_err err = {0};
+                        uint64_t t0 = util_now_ns();
+                        int r = run_chown(ids[d], b->tree, &err);
+                        uint64_t t1 = util_now_ns();
+                        if (r == -ENOENT) {
+                                bench_warn("chown not found: no baseline (reported as null)");
+                                res->chown_installed = false;
+                                return 0;
+                        }
+                        if (r < 0) {
+                                res->chown_failures++;
+                                report_failure(&printed, "chown -R", err.msg);
+                                continue;
+                        }
+                        if (round >= BENCH_CHOWN_WARMUP) {
+                                series_add(&all, t1 - t0);
+                                series_add(&dir[d], t1 - t0);
+                        }
+                }
+        figure_from(&res->chown, &all);
+        figure_from(&res->chown_up, &dir[0]);
+        figure_from(&res->chown_down, &dir[1]);
+        return 0;
+}
+
+/* ---- 3. the idmapped bind through the engine -------------------------------- */
+
+static int idmap_spec_build(const struct mnt_bench *b, struct mount_spec **ret)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        static const char *const opts[] = {"rbind", "uidmap=" BENCH_IDMAP_RANGE,
+                                           "gidmap=" BENCH_IDMAP_RANGE, NULL};
+        struct util_err err = {0};
+
+        int r = mount_spec_new(&spec);
+        if (r < 0)
+                return bench_warn_errno(-r, "mount spec");
+        r = mount_spec_add(spec, "bind", b->tree, NULL, opts, &err);
+        if (r < 0) {
+                bench_warn("idmap spec: %s", err.msg);
+                return r;
+        }
+        *ret = TAKE_PTR(spec);
+        return 0;
+}
+
+/* The ids of `path` are `uid`:`gid`. Returns 0 or -EIO (reported). */
+static int expect_owner(const char *path, unsigned uid, unsigned gid, const char *why)
+{
+        struct stat st;
+
+        if (stat(path, &st) < 0)
+                return bench_warn_errno(errno, "idmap check: stat '%s'", path);
+        if (st.st_uid != uid || st.st_gid != gid) {
+                bench_warn("idmap check: '%s' is %u:%u, expected %u:%u (%s)", path,
+                           (unsigned)st.st_uid, (unsigned)st.st_gid, uid, gid, why);
+                return -EIO;
+        }
+        return 0;
+}
+
+/* The bind is really idmapped: a file the tree has as 0:0 shows as
+ * 100000:100000 through the target. */
+static int idmap_verify(const struct mnt_bench *b)
+{
+        char src[BENCH_PATH_SIZE + 16], seen[BENCH_PATH_SIZE + 16];
+        int r;
+
+        if ((r = path_fmt(src, sizeof(src), "%s/d%u/f%u", b->tree, BENCH_TREE_DIRS - 1,
+                          BENCH_TREE_FILES - 1)) < 0 ||
+            (r = path_fmt(seen, sizeof(seen), "%s/d%u/f%u", b->itarget, BENCH_TREE_DIRS - 1,
+                          BENCH_TREE_FILES - 1)) < 0)
+                return r;
+        if ((r = expect_owner(src, 0, 0, "the tree itself, after chown -R 0:0")) < 0)
+                return r;
+        return expect_owner(seen, BENCH_IDMAP_HOST_ROOT, BENCH_IDMAP_HOST_ROOT,
+                            "through the idmapped mount");
+}
+
+/*
+ * One timed apply of the idmapped bind onto the target, checked the first
+ * time, then the timed unmount. Samples are kept when `keep`.
+ * Returns 0 (a failure is counted), or -errno for a failed check.
+ */
+static int idmap_once(const struct mnt_bench *b, struct mount_engine *e,
+                      const struct mount_spec *spec, const char *what, bool keep,
+                      struct series *mnt, struct series *um, bool *verified, bool *printed,
+                      struct mount_results *res)
+{
+        struct util_err err = {0};
+
+        uint64_t t0 = util_now_ns();
+        int r = mount_engine_apply(e, spec, b->itarget, b->id, NULL, &err);
+        uint64_t t1 = util_now_ns();
+        if (r < 0) {
+                res->idmap_failures++;
+                report_failure(printed, what, err.msg);
+                return 0;
+        }
+        if (!*verified) {
+                r = idmap_verify(b);
+                if (r < 0)
+                        return r; /* the cleanup unmounts it */
+                *verified = true;
+        }
+        uint64_t t2 = util_now_ns();
+        int u = mount_unmount_all(b->itarget, &err);
+        uint64_t t3 = util_now_ns();
+        if (u != 1) {
+                char msg[96];
+                snprintf(msg, sizeof(msg), "unmount removed %d mounts, not 1", u);
+                res->idmap_failures++;
+                report_failure(printed, what, u < 0 ? err.msg : msg);
+                return 0;
+        }
+        if (keep) {
+                series_add(mnt, t1 - t0);
+                if (um)
+                        series_add(um, t3 - t2);
+        }
+        return 0;
+}
+
+static int bench_idmap(const struct mnt_bench *b, struct mount_results *res)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        _cleanup_(mount_engine_freep) struct mount_engine *cached = NULL;
+        _cleanup_free_ uint64_t *buf = NULL;
+        const unsigned n = res->idmap_iterations;
+        const struct mount_engine_opts eo = {
+                .loop_owner = BENCH_OWNER,
+                .scratch_dir = b->scratch,
+                .api = MOUNT_API_FD,
+        };
+        bool printed_new = false, printed_cached = false, verified = false;
+        struct util_err err = {0};
+
+        int r = idmap_spec_build(b, &spec);
+        if (r < 0)
+                return r;
+        buf = calloc((size_t)3 * n, sizeof(*buf));
+        if (!buf)
+                return bench_warn_errno(ENOMEM, "allocate samples");
+        struct series new_s = {.ns = buf, .cap = n};
+        struct series cached_s = {.ns = buf + n, .cap = n};
+        struct series um_s = {.ns = buf + 2 * n, .cap = n};
+
+        /* (a) A new engine for every apply, made outside the timed region: its
+         * cache is empty, so the apply makes the user namespace. */
+        for (unsigned i = 0; i < BENCH_MOUNT_WARMUP + n; i++) {
+                _cleanup_(mount_engine_freep) struct mount_engine *e = NULL;
+                if (mount_engine_new(&eo, &e, &err) < 0) {
+                        bench_warn("mount engine: %s", err.msg);
+                        return -err.errnum;
+                }
+                r = idmap_once(b, e, spec, "idmapped bind, new userns", i >= BENCH_MOUNT_WARMUP,
+                               &new_s, &um_s, &verified, &printed_new, res);
+                if (r < 0)
+                        return r;
+                if (i == 0 && mount_engine_userns_cached(e) != 1) {
+                        bench_warn("idmap check: a fresh engine holds %zu user namespaces after "
+                                   "one apply, expected 1",
+                                   mount_engine_userns_cached(e));
+                        return -EIO;
+                }
+        }
+
+        /* (b) One engine: the warm-up makes and caches the namespace, the
+         * timed applies reuse it. */
+        if (mount_engine_new(&eo, &cached, &err) < 0) {
+                bench_warn("mount engine: %s", err.msg);
+                return -err.errnum;
+        }
+        for (unsigned i = 0; i < BENCH_MOUNT_WARMUP + n; i++) {
+                r = idmap_once(b, cached, spec, "idmapped bind, cached userns",
+                               i >= BENCH_MOUNT_WARMUP, &cached_s, NULL, &verified, &printed_cached,
+                               res);
+                if (r < 0)
+                        return r;
+        }
+        if (mount_engine_userns_cached(cached) != 1) {
+                bench_warn("idmap check: the engine holds %zu user namespaces after %u applies of "
+                           "one mapping, expected 1",
+                           mount_engine_userns_cached(cached), BENCH_MOUNT_WARMUP + n);
+                return -EIO;
+        }
+        figure_from(&res->idmap_new, &new_s);
+        figure_from(&res->idmap_cached, &cached_s);
+        figure_from(&res->idmap_umount, &um_s);
+        return 0;
+}
+
+/* ---- output of the mount suite ---------------------------------------------- */
+
+static const char *ms_or_na(char *buf, size_t size, const struct figure *f, bool p90)
+{
+        if (!f->have)
+                snprintf(buf, size, "n/a");
+        else
+                snprintf(buf, size, "%.3f ms", p90 ? f->p90_ms : f->median_ms);
+        return buf;
+}
+
+static void print_mount_text(const struct mount_results *res)
+{
+        char a[48], c[48], d[48];
+
+        text_line("overlay API probed:", "%s", mount_api_name(res->api_probed));
+        text_line("iterations:", "%u per overlay case, %u per idmap case (after %u warm-up)",
+                  res->ovl_iterations, res->idmap_iterations, BENCH_MOUNT_WARMUP);
+        for (size_t i = 0; i < OVL_SIZES; i++) {
+                const struct ovl_result *o = &res->ovl[i];
+                for (size_t w = 0; w < OVL_WAYS; w++) {
+                        const struct ovl_way_result *wr = &o->way[w];
+                        char label[48];
+                        snprintf(label, sizeof(label), "overlay %u %s:", o->lowers,
+                                 ovl_way_names[w]);
+                        if (wr->too_big && w == OVL_MOUNT2)
+                                text_line(label, "n/a (options are %zu bytes; mount(2) takes %u)",
+                                          wr->data_len, BENCH_MOUNT2_DATA_MAX);
+                        else if (wr->too_big)
+                                text_line(label, "n/a (refused with E2BIG: too long for mount(2))");
+                        else
+                                text_line(label, "%-10s (p90 %s, umount %s, failures %u)",
+                                          ms_or_na(a, sizeof(a), &wr->mount, false),
+                                          ms_or_na(c, sizeof(c), &wr->mount, true),
+                                          ms_or_na(d, sizeof(d), &wr->umount, false), wr->failures);
+                }
+        }
+        text_line("overlay 500 fd mount:", "%-10s (target <= %.0f ms: %s)",
+                  ms_or_na(a, sizeof(a), ovl500_fd(res), false), TARGET_OVL500_MS,
+                  pass_miss(target_ovl500_met(res)));
+        snprintf(a, sizeof(a), "n/a");
+        if (have_ovl_ratio(res))
+                snprintf(a, sizeof(a), "%.2fx", ovl_ratio(res));
+        text_line("overlay 20 fd / mount(2):",
+                  "%-10s (engine fd mount over a bare mount(2) of "
+                  "the same dirs; 1 = parity, > 1 = the engine is slower)",
+                  a);
+
+        snprintf(a, sizeof(a), res->chown_installed ? "n/a" : "n/a (no chown)");
+        if (res->chown.have)
+                snprintf(a, sizeof(a), "%.1f ms", res->chown.median_ms);
+        text_line("chown -R median:",
+                  "%-10s (%zu entries; up %s, down %s, %u rounds each, "
+                  "failures %u)",
+                  a, res->chown_entries, ms_or_na(c, sizeof(c), &res->chown_up, false),
+                  ms_or_na(d, sizeof(d), &res->chown_down, false), BENCH_CHOWN_ROUNDS,
+                  res->chown_failures);
+        text_line("idmap new userns:", "%-10s (p90 %s)",
+                  ms_or_na(a, sizeof(a), &res->idmap_new, false),
+                  ms_or_na(c, sizeof(c), &res->idmap_new, true));
+        text_line("idmap cached userns:", "%-10s (p90 %s)",
+                  ms_or_na(a, sizeof(a), &res->idmap_cached, false),
+                  ms_or_na(c, sizeof(c), &res->idmap_cached, true));
+        text_line("idmap umount:", "%s", ms_or_na(a, sizeof(a), &res->idmap_umount, false));
+        text_line("idmap failures:", "%u", res->idmap_failures);
+
+        snprintf(a, sizeof(a), "n/a");
+        if (have_idmap_ratio(res, &res->idmap_new))
+                snprintf(a, sizeof(a), "%.0fx", idmap_ratio(res, &res->idmap_new));
+        text_line("chown / idmap new userns:", "%-10s (target >= %.0fx: %s)", a, TARGET_IDMAP_RATIO,
+                  pass_miss(target_idmap_met(res)));
+        snprintf(a, sizeof(a), "n/a");
+        if (have_idmap_ratio(res, &res->idmap_cached))
+                snprintf(a, sizeof(a), "%.0fx", idmap_ratio(res, &res->idmap_cached));
+        text_line("chown / idmap cached:", "%-10s (target >= %.0fx: %s)", a,
+                  TARGET_IDMAP_CACHED_RATIO, pass_miss(target_idmap_cached_met(res)));
+        text_line("failures:", "%u", mount_failures(res));
+        text_line("leaked mounts:", "%zu", res->leaked_mounts);
+        text_line("targets:", "%s", mount_targets_met(res) ? "all met" : "MISSED");
+}
+
+/* `"key": v` (or null) with `prec` decimals, then `sep`. */
+static void json_fixed(const char *key, bool have, double v, int prec, const char *sep)
+{
+        if (have)
+                printf("\"%s\": %.*f%s", key, prec, v, sep);
+        else
+                printf("\"%s\": null%s", key, sep);
+}
+
+static void json_figure(const char *key, const struct figure *f, const char *sep)
+{
+        json_fixed(key, f->have, f->median_ms, 4, sep);
+}
+
+static void print_mount_json(const struct mount_results *res)
+{
+        printf("{\n");
+        printf("  \"suite\": \"mount\",\n");
+        printf("  \"api_probed\": \"%s\",\n", mount_api_name(res->api_probed));
+        printf("  \"overlay_iterations\": %u,\n", res->ovl_iterations);
+        printf("  \"idmap_iterations\": %u,\n", res->idmap_iterations);
+        printf("  \"overlay\": {\n");
+        for (size_t i = 0; i < OVL_SIZES; i++) {
+                const struct ovl_result *o = &res->ovl[i];
+                const struct ovl_way_result *fd = &o->way[OVL_FD], *lg = &o->way[OVL_LEGACY],
+                                            *m2 = &o->way[OVL_MOUNT2];
+                printf("    \"%u\": {", o->lowers);
+                json_figure("fd_ms", &fd->mount, ", ");
+                json_fixed("fd_p90_ms", fd->mount.have, fd->mount.p90_ms, 4, ", ");
+                json_figure("legacy_ms", &lg->mount, ", ");
+                json_fixed("legacy_p90_ms", lg->mount.have, lg->mount.p90_ms, 4, ", ");
+                json_figure("mount2_ms", &m2->mount, ", ");
+                json_figure("umount_ms", &fd->umount, ", ");
+                json_figure("legacy_umount_ms", &lg->umount, ", ");
+                json_figure("mount2_umount_ms", &m2->umount, ", ");
+                printf("\"mount2_data_bytes\": %zu, ", m2->data_len);
+                printf("\"failures\": %u}%s\n", fd->failures + lg->failures + m2->failures,
+                       i + 1 < OVL_SIZES ? "," : "");
+        }
+        printf("  },\n  ");
+        json_figure("overlay_500_mount_ms", ovl500_fd(res), ",\n  ");
+        json_figure("mount2_20_ms", &ovl_result_for(res, 20)->way[OVL_MOUNT2].mount, ",\n  ");
+        json_fixed("overlay_20_fd_vs_legacy_ratio", have_ovl_ratio(res), ovl_ratio(res), 3,
+                   ",\n  ");
+        printf("\"chown_tree_files\": %zu,\n  ", res->chown_entries);
+        json_figure("chown_ms", &res->chown, ",\n  ");
+        json_figure("chown_up_ms", &res->chown_up, ",\n  ");
+        json_figure("chown_down_ms", &res->chown_down, ",\n  ");
+        printf("\"chown_rounds\": %u,\n  ", BENCH_CHOWN_ROUNDS);
+        json_figure("idmap_new_userns_ms", &res->idmap_new, ",\n  ");
+        json_fixed("idmap_new_userns_p90_ms", res->idmap_new.have, res->idmap_new.p90_ms, 4,
+                   ",\n  ");
+        json_figure("idmap_cached_ms", &res->idmap_cached, ",\n  ");
+        json_fixed("idmap_cached_p90_ms", res->idmap_cached.have, res->idmap_cached.p90_ms, 4,
+                   ",\n  ");
+        json_figure("idmap_umount_ms", &res->idmap_umount, ",\n  ");
+        json_fixed("idmap_vs_chown_ratio", have_idmap_ratio(res, &res->idmap_new),
+                   idmap_ratio(res, &res->idmap_new), 1, ",\n  ");
+        json_fixed("idmap_cached_vs_chown_ratio", have_idmap_ratio(res, &res->idmap_cached),
+                   idmap_ratio(res, &res->idmap_cached), 1, ",\n");
+        printf("  \"failures\": %u,\n", mount_failures(res));
+        printf("  \"leaked_mounts\": %zu,\n", res->leaked_mounts);
+        printf("  \"targets_met\": %s\n", json_bool(mount_targets_met(res)));
+        printf("}\n");
+}
+
+/* ---- the mount suite -------------------------------------------------------- */
+
+static int bench_mount(const struct bench_opts *o)
+{
+        _cleanup_(mnt_bench_done) struct mnt_bench b = {0};
+        struct mount_results res = {
+                .ovl_iterations = o->iterations_given ? o->iterations : BENCH_OVL_ITERATIONS,
+                .idmap_iterations = o->iterations_given ? o->iterations : BENCH_IDMAP_ITERATIONS,
+        };
+
+        for (size_t i = 0; i < OVL_SIZES; i++)
+                res.ovl[i].lowers = ovl_sizes[i];
+        int r = mnt_bench_init(&b, &res.chown_entries);
+        res.api_probed = mount_api_probe();
+        if (r >= 0)
+                r = bench_overlays(&b, &res);
+        if (r >= 0)
+                r = bench_chown(&b, &res);
+        if (r >= 0)
+                r = bench_idmap(&b, &res);
+        /* Also after a failure: nothing mounted stays, the directory goes. */
+        int k = mnt_bench_cleanup(&b, &res.leaked_mounts);
+        if (r < 0)
+                return r;
+        if (k < 0)
+                return k;
+
+        if (o->json)
+                print_mount_json(&res);
+        else
+                print_mount_text(&res);
+        fflush(stdout);
+
+        unsigned failures = mount_failures(&res);
+        if (failures > 0) {
+                bench_warn("%u mount, unmount or chown operation(s) failed", failures);
+                return -EIO;
+        }
+        if (res.leaked_mounts > 0) {
+                bench_warn("%zu mount(s) left behind by the engine", res.leaked_mounts);
+                return -EBUSY;
+        }
+        return 0;
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static const struct bench_suite suites[] = {
         {"loop", bench_loop, "attach+detach latency, the losetup baseline, 64 concurrent attaches"},
+        {"mount", bench_mount,
+         "overlay mount time vs lowers (fd, legacy, mount(2)); idmap vs chown -R"},
 };
 
 static void usage(FILE *f)
@@ -826,15 +1975,16 @@ static void usage(FILE *f)
                 "\n"
                 "Options:\n"
                 "  --json           print exactly one JSON object on stdout\n"
-                "  --iterations N   measured iterations (default %u)\n"
+                "  --iterations N   measured iterations (default: loop %u; mount %u per\n"
+                "                   overlay case and %u per idmap case)\n"
                 "  -h, --help       show this help\n"
                 "\n"
                 "Suites:\n",
-                BENCH_DEFAULT_ITERATIONS);
+                BENCH_DEFAULT_ITERATIONS, BENCH_OVL_ITERATIONS, BENCH_IDMAP_ITERATIONS);
         for (size_t i = 0; i < UTIL_ARRAY_SIZE(suites); i++)
                 fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].summary);
         fprintf(f, "\nExit status: 0 the run completed (targets met or not), 1 it could not\n"
-                   "be set up or left loop devices behind.\n");
+                   "be set up, left loop devices behind, or a mount failed its check.\n");
 }
 
 static const struct bench_suite *suite_find(const char *name)
@@ -869,6 +2019,7 @@ int main(int argc, char *argv[])
                                 return EXIT_FAILURE;
                         }
                         o.iterations = (unsigned)v;
+                        o.iterations_given = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -898,7 +2049,7 @@ int main(int argc, char *argv[])
                 return EXIT_FAILURE;
         }
         if (geteuid() != 0) {
-                bench_warn("must run as root: loop devices need CAP_SYS_ADMIN");
+                bench_warn("must run as root: loop devices and mounts need CAP_SYS_ADMIN");
                 return EXIT_FAILURE;
         }
         return suite->run(&o) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
