@@ -21,13 +21,54 @@
 #include "mount/mount.h"
 #include "test/priv/priv.h"
 
+/* What a test allocates is freed at teardown, so the sanitizer run reports
+ * only leaks of the code under test. */
+static struct {
+        void (*fn)(void *);
+        void *p;
+} deferred[1024];
+static size_t n_deferred;
+
+static void *defer(void (*fn)(void *), void *p)
+{
+        cr_assert_lt(n_deferred, UTIL_ARRAY_SIZE(deferred));
+        deferred[n_deferred].fn = fn;
+        deferred[n_deferred++].p = p;
+        return p;
+}
+
+static void spec_free(void *p)
+{
+        mount_spec_free(p);
+}
+
+static void engine_free(void *p)
+{
+        mount_engine_free(p);
+}
+
+/* A copy of `s` that lives until teardown. */
+static char *keep(const char *s)
+{
+        return defer(free, strdup(s));
+}
+
 static void mount_setup(void)
 {
         priv_setup();
         priv_private_mount_ns();
 }
 
-TestSuite(mount, .init = mount_setup, .fini = priv_teardown, .timeout = 300);
+static void mount_teardown(void)
+{
+        while (n_deferred > 0) {
+                n_deferred--;
+                deferred[n_deferred].fn(deferred[n_deferred].p);
+        }
+        priv_teardown();
+}
+
+TestSuite(mount, .init = mount_setup, .fini = mount_teardown, .timeout = 300);
 
 /* ---- fixture helpers ---- */
 
@@ -109,7 +150,7 @@ static struct mount_engine *engine(void)
         struct mount_engine *e = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_engine_new(&o, &e, &err), 0, "%s", err.msg);
-        return e;
+        return defer(engine_free, e);
 }
 
 static bool api_is(const char *name)
@@ -180,18 +221,18 @@ static void check_overlay(const char *t, size_t n, const char *upper)
 
 static void overlay_of_dirs(size_t n)
 {
-        const char *base = strdup(path_of("%s/L", priv_tmpdir()));
+        const char *base = keep(path_of("%s/L", priv_tmpdir()));
         char **layers = calloc(n, sizeof(char *));
         struct util_err err = {0};
 
         for (size_t k = 0; k < n; k++) {
                 fill_layer(path_of("%s/%zu", base, k), k, n);
-                layers[n - 1 - k] = strdup(path_of("%s/%zu", base, k)); /* topmost first */
+                layers[n - 1 - k] = keep(path_of("%s/%zu", base, k)); /* topmost first */
         }
-        const char *upper = strdup(path_of("%s/u/upper", base));
+        const char *upper = keep(path_of("%s/u/upper", base));
         mkdir_p(upper);
         mkdir_p(path_of("%s/u/work", base));
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
 
         _cleanup_free_ char *lower = lowerdir_of(layers, n);
@@ -199,6 +240,7 @@ static void overlay_of_dirs(size_t n)
                               path_of("workdir=%s/u/work", base), NULL};
         struct mount_spec *spec = NULL;
         cr_assert_eq(mount_spec_new(&spec), 0);
+        defer(spec_free, spec);
         cr_assert_eq(mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err), 0, "%s",
                      err.msg);
         struct mount_engine *e = engine();
@@ -210,10 +252,6 @@ static void overlay_of_dirs(size_t n)
         cr_assert_eq(access(path_of("%s/scratch", priv_tmpdir()), F_OK) == 0 &&
                              rmdir(path_of("%s/scratch", priv_tmpdir())) != 0,
                      false, "the scratch directory holds nothing after the apply");
-        mount_spec_free(spec);
-        mount_engine_free(e);
-        for (size_t k = 0; k < n; k++)
-                free(layers[k]);
         free(layers);
 }
 
@@ -239,10 +277,11 @@ Test(mount, overlay_500_dirs)
 static void overlay_of_images(size_t n)
 {
         priv_require_prog("mkfs.ext4");
-        const char *src = strdup(path_of("%s/S", priv_tmpdir()));
+        const char *src = keep(path_of("%s/S", priv_tmpdir()));
         struct util_err err = {0};
         struct mount_spec *spec = NULL;
         cr_assert_eq(mount_spec_new(&spec), 0);
+        defer(spec_free, spec);
 
         for (size_t k = 0; k < n; k++) {
                 char *dir = strdup(path_of("%s/%zu", src, k));
@@ -268,10 +307,10 @@ static void overlay_of_images(size_t n)
                 free(dir);
                 free(img);
         }
-        const char *upper = strdup(path_of("%s/W/upper", priv_tmpdir()));
+        const char *upper = keep(path_of("%s/W/upper", priv_tmpdir()));
         mkdir_p(upper);
         mkdir_p(path_of("%s/W/work", priv_tmpdir()));
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char lower[64];
         /* {{ overlay n-1 0 }}: mount n-1 (the top layer) first. */
@@ -303,8 +342,6 @@ static void overlay_of_images(size_t n)
         cr_assert_leq(test_devices(), n, "one device per layer image at most");
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
         cr_assert_eq(test_devices(), 0, "every layer's loop device went with the overlay");
-        mount_spec_free(spec);
-        mount_engine_free(e);
 }
 
 Test(mount, overlay_1_image)
@@ -328,10 +365,10 @@ Test(mount, overlay_500_images, .timeout = 600)
 
 static struct mount_spec *overlay_spec_n(size_t n, const char *extra_opt, size_t extra_count)
 {
-        const char *base = strdup(path_of("%s/N", priv_tmpdir()));
+        const char *base = keep(path_of("%s/N", priv_tmpdir()));
         char **layers = calloc(n, sizeof(char *));
         for (size_t k = 0; k < n; k++) {
-                layers[k] = strdup(path_of("%s/%zu", base, k));
+                layers[k] = keep(path_of("%s/%zu", base, k));
                 mkdir_p(layers[k]);
         }
         mkdir_p(path_of("%s/u/upper", base));
@@ -340,22 +377,26 @@ static struct mount_spec *overlay_spec_n(size_t n, const char *extra_opt, size_t
         const char **opts = calloc(extra_count + 4, sizeof(char *));
         size_t o = 0;
         opts[o++] = lower;
-        opts[o++] = strdup(path_of("upperdir=%s/u/upper", base));
-        opts[o++] = strdup(path_of("workdir=%s/u/work", base));
+        opts[o++] = keep(path_of("upperdir=%s/u/upper", base));
+        opts[o++] = keep(path_of("workdir=%s/u/work", base));
         for (size_t k = 0; k < extra_count; k++)
                 opts[o++] = extra_opt;
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_new(&spec), 0);
+        defer(spec_free, spec);
         cr_assert_eq(mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err), 0, "%s",
                      err.msg);
+        free(opts);
+        free(lower);
+        free(layers);
         return spec;
 }
 
 Test(mount, overlay_501_lowers_is_a_clear_error)
 {
         struct mount_spec *spec = overlay_spec_n(501, NULL, 0);
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         struct mount_engine *e = engine();
         struct util_err err = {0};
@@ -371,7 +412,7 @@ Test(mount, legacy_spec_that_cannot_fit_is_refused_and_nothing_is_mounted)
         /* 500 lowers plus 200 copies of a harmless option: more than 4095
          * bytes however short the layer paths get. */
         struct mount_spec *spec = overlay_spec_n(500, "redirect_dir=off", 200);
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         struct mount_engine *e = engine();
         struct util_err err = {0};
@@ -400,14 +441,12 @@ static void expect_apply_error(const char *json, int want, const char *must_cont
 {
         struct util_err err = {0};
         struct mount_spec *spec = NULL;
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         int r = mount_spec_from_json(json, strlen(json), &spec, &err);
         if (r == 0) {
-                struct mount_engine *e = engine();
-                r = mount_engine_apply(e, spec, target, "t", NULL, &err);
-                mount_engine_free(e);
-                mount_spec_free(spec);
+                defer(spec_free, spec);
+                r = mount_engine_apply(engine(), spec, target, "t", NULL, &err);
         }
         cr_assert_eq(r, want, "got %d (%s), want %d", r, err.msg, want);
         cr_assert(strstr(err.msg, must_contain), "'%s' names '%s'", err.msg, must_contain);
@@ -481,8 +520,8 @@ Test(mount, malformed_json_names_the_element)
 
 Test(mount, bind_ro_is_read_only_and_the_source_is_not)
 {
-        const char *src = strdup(path_of("%s/src", priv_tmpdir()));
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *src = keep(path_of("%s/src", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
         write_file(path_of("%s/f", src), "x");
@@ -494,6 +533,7 @@ Test(mount, bind_ro_is_read_only_and_the_source_is_not)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
         cr_assert_str_eq(read_file(path_of("%s/f", target)), "x");
@@ -523,8 +563,8 @@ static bool has_optional_field(const char *target, const char *field)
 
 Test(mount, propagation_is_applied)
 {
-        const char *src = strdup(path_of("%s/src", priv_tmpdir()));
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *src = keep(path_of("%s/src", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
         char json[1024];
@@ -533,6 +573,7 @@ Test(mount, propagation_is_applied)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert(!has_optional_field(target, "shared:"));
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
@@ -542,7 +583,7 @@ Test(mount, propagation_is_applied)
 
 Test(mount, unmount_all_peels_a_stack)
 {
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         struct util_err err = {0};
         mkdir_p(target);
         for (int k = 0; k < 3; k++)
@@ -557,7 +598,7 @@ Test(mount, unmount_all_peels_a_stack)
 Test(mount, template_source_binds_an_earlier_mount_read_only)
 {
         const char *img = ext4_image();
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[2048];
         snprintf(
@@ -568,6 +609,7 @@ Test(mount, template_source_binds_an_earlier_mount_read_only)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
         cr_assert_eq(access(path_of("%s/lost+found", target), F_OK), 0, "the image is visible");
@@ -584,7 +626,7 @@ Test(mount, template_source_binds_an_earlier_mount_read_only)
 Test(mount, detached_result_fd)
 {
         /* Without an upper, overlay needs two lowers. */
-        const char *src = strdup(path_of("%s/L", priv_tmpdir()));
+        const char *src = keep(path_of("%s/L", priv_tmpdir()));
         fill_layer(path_of("%s/1", src), 1, 2);
         fill_layer(path_of("%s/0", src), 0, 2);
         char json[1024];
@@ -595,6 +637,7 @@ Test(mount, detached_result_fd)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
         struct mount_engine *e = engine();
         int fd = -1;
         int r = mount_engine_apply(e, spec, NULL, "t", &fd, &err);
@@ -623,16 +666,16 @@ static void stat_uid(const char *p, uid_t want)
 
 Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
 {
-        const char *base = strdup(path_of("%s/L", priv_tmpdir()));
+        const char *base = keep(path_of("%s/L", priv_tmpdir()));
         for (size_t k = 0; k < 2; k++)
                 fill_layer(path_of("%s/%zu", base, k), k, 2);
-        const char *upper = strdup(path_of("%s/u/upper", base));
+        const char *upper = keep(path_of("%s/u/upper", base));
         mkdir_p(upper);
         mkdir_p(path_of("%s/u/work", base));
         /* The snapshotter makes upper/work owned by the mapped root. */
         cr_assert_eq(chown(upper, 100000, 100000), 0);
         cr_assert_eq(chown(path_of("%s/u/work", base), 100000, 100000), 0);
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[4096];
         snprintf(json, sizeof(json),
@@ -643,6 +686,7 @@ Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
         struct mount_engine *e = engine();
         int r = mount_engine_apply(e, spec, target, "t", NULL, &err);
         if (mount_engine_api(e) != MOUNT_API_FD) {
@@ -669,7 +713,7 @@ Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
 Test(mount, idmapped_plain_mount)
 {
         const char *img = ext4_image();
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[1024];
         snprintf(json, sizeof(json),
@@ -679,6 +723,7 @@ Test(mount, idmapped_plain_mount)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
         struct mount_engine *e = engine();
         int r = mount_engine_apply(e, spec, target, "t", NULL, &err);
         if (mount_engine_api(e) == MOUNT_API_LEGACY) {
@@ -694,10 +739,10 @@ Test(mount, idmapped_plain_mount)
 
 Test(mount, idmapping_an_overlay_as_a_whole_is_a_clear_error)
 {
-        const char *src = strdup(path_of("%s/L", priv_tmpdir()));
+        const char *src = keep(path_of("%s/L", priv_tmpdir()));
         fill_layer(path_of("%s/1", src), 1, 2);
         fill_layer(path_of("%s/0", src), 0, 2);
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[2048];
         snprintf(json, sizeof(json),
@@ -720,8 +765,8 @@ Test(mount, fuse_through_mount_fuse3)
         priv_require_prog("bindfs");
         if (access("/dev/fuse", R_OK | W_OK) != 0)
                 cr_skip_test("no usable /dev/fuse");
-        const char *src = strdup(path_of("%s/src", priv_tmpdir()));
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *src = keep(path_of("%s/src", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
         write_file(path_of("%s/f", src), "fuse");
@@ -731,6 +776,7 @@ Test(mount, fuse_through_mount_fuse3)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
         cr_assert_str_eq(read_file(path_of("%s/f", target)), "fuse");
@@ -749,7 +795,7 @@ Test(mount, fuse_through_mount_fuse3)
 
 Test(mount, find_by_source_and_mountpoint_queries)
 {
-        const char *target = strdup(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(path_of("%s/target", priv_tmpdir()));
         struct util_err err = {0};
         struct mount_info mi;
         mkdir_p(target);
