@@ -53,22 +53,6 @@ static const char *const refused_userspace[] = {
 
 /* Copies at most ~64 bytes of `s` into `buf` for an error message, control
  * characters shown as '?', "..." appended when cut. Returns `buf`. */
-static const char *quote_safe(char buf[static 72], const char *s)
-{
-        size_t i = 0;
-
-        for (; s[i] && i < 64; i++) {
-                unsigned char c = (unsigned char)s[i];
-                buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-        }
-        if (s[i]) {
-                memcpy(buf + i, "...", 3);
-                i += 3;
-        }
-        buf[i] = '\0';
-        return buf;
-}
-
 static bool startswith(const char *s, const char *prefix)
 {
         return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -151,15 +135,15 @@ static int take_idmap(const char *opt, size_t i, const char *name, char **slot, 
                       struct util_err *err)
 {
         const char *value = opt + strlen(name);
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
 
         if (*value != '=' || value[1] == '\0')
                 return util_err_setx(err, EINVAL, "options[%zu] '%s': needs a value (%s=...)", i,
-                                     quote_safe(q, opt), name);
+                                     util_preview(q, opt, SIZE_MAX), name);
         if (*slot)
                 return util_err_setx(err, EINVAL,
                                      "options[%zu] '%s': %s given twice (options[%zu])", i,
-                                     quote_safe(q, opt), name, *slot_at);
+                                     util_preview(q, opt, SIZE_MAX), name, *slot_at);
         *slot = strdup(value + 1);
         if (!*slot)
                 return util_err_set(err, ENOMEM, "options[%zu]", i);
@@ -172,7 +156,7 @@ static int take_consumed(struct mount_opts *o, struct parse_ctx *ctx, const char
                          struct util_err *err)
 {
         const size_t name_len = strcspn(opt, "=");
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
         int r;
 
         if (name_len == 4 && startswith(opt, "loop")) {
@@ -180,7 +164,7 @@ static int take_consumed(struct mount_opts *o, struct parse_ctx *ctx, const char
                         return util_err_setx(err, EINVAL,
                                              "options[%zu] '%s': a loop device cannot be chosen; "
                                              "use 'loop'",
-                                             i, quote_safe(q, opt));
+                                             i, util_preview(q, opt, SIZE_MAX));
                 o->loop = true;
                 return 1;
         }
@@ -193,7 +177,7 @@ static int take_consumed(struct mount_opts *o, struct parse_ctx *ctx, const char
                         return util_err_setx(err, EINVAL,
                                              "options[%zu] '%s': expected direct-io, "
                                              "direct-io=on or direct-io=off",
-                                             i, quote_safe(q, opt));
+                                             i, util_preview(q, opt, SIZE_MAX));
                 return 1;
         }
         if (name_len == 6 && startswith(opt, "uidmap")) {
@@ -228,13 +212,13 @@ static int take_linux(struct mount_opts *o, struct parse_ctx *ctx, const struct 
                       const char *opt, size_t i, struct util_err *err)
 {
         unsigned long id = (unsigned int)ent->id;
-        char q[72], pq[72];
+        char q[UTIL_PREVIEW_SIZE], pq[72];
 
         if (id & MS_REMOUNT)
                 return util_err_setx(err, EINVAL,
                                      "options[%zu] '%s': not allowed (the engine never remounts "
                                      "on behalf of a spec)",
-                                     i, quote_safe(q, opt));
+                                     i, util_preview(q, opt, SIZE_MAX));
         if (id & MS_BIND) {
                 if (id & MS_REC)
                         o->rbind = true;
@@ -249,8 +233,8 @@ static int take_linux(struct mount_opts *o, struct parse_ctx *ctx, const struct 
                     (o->propagation != p || o->propagation_recursive != rec))
                         return util_err_setx(err, EINVAL,
                                              "options[%zu] '%s': conflicts with options[%zu] '%s'",
-                                             i, quote_safe(q, opt), ctx->propagation_at,
-                                             quote_safe(pq, ctx->propagation_opt));
+                                             i, util_preview(q, opt, SIZE_MAX), ctx->propagation_at,
+                                             util_preview(pq, ctx->propagation_opt, SIZE_MAX));
                 o->propagation = p;
                 o->propagation_recursive = rec;
                 ctx->propagation_at = i;
@@ -273,7 +257,7 @@ static int take_linux(struct mount_opts *o, struct parse_ctx *ctx, const struct 
  * character. */
 static int check_option(const char *opt, size_t i, struct util_err *err)
 {
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
 
         if (!opt)
                 return util_err_setx(err, EINVAL, "options[%zu]: missing (NULL)", i);
@@ -289,7 +273,7 @@ static int check_option(const char *opt, size_t i, struct util_err *err)
         if (strchr(opt, ','))
                 return util_err_setx(err, EINVAL,
                                      "options[%zu] '%s': contains ','; one option per element", i,
-                                     quote_safe(q, opt));
+                                     util_preview(q, opt, SIZE_MAX));
         return 0;
 }
 
@@ -299,7 +283,7 @@ int mount_opts_parse(const char *const *options, size_t n, struct mount_opts *re
         _cleanup_(mount_opts_donep) struct mount_opts o = {.direct_io = -1};
         struct parse_ctx ctx = {0};
         const struct libmnt_optmap *ent;
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
         int r;
 
         if (n > 0 && !options)
@@ -331,7 +315,7 @@ int mount_opts_parse(const char *const *options, size_t n, struct mount_opts *re
                                         return util_err_setx(err, EINVAL,
                                                              "options[%zu] '%s': not supported "
                                                              "(it would be ignored)",
-                                                             i, quote_safe(q, opt));
+                                                             i, util_preview(q, opt, SIZE_MAX));
                         continue; /* userspace-only: means nothing to the kernel */
                 }
 

@@ -27,22 +27,6 @@
 
 /* Copies at most ~64 bytes of `s` into `buf` for an error message, control
  * characters shown as '?', "..." appended when cut. Returns `buf`. */
-static const char *quote_safe(char buf[static 72], const char *s)
-{
-        size_t i = 0;
-
-        for (; s[i] && i < 64; i++) {
-                unsigned char c = (unsigned char)s[i];
-                buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-        }
-        if (s[i]) {
-                memcpy(buf + i, "...", 3);
-                i += 3;
-        }
-        buf[i] = '\0';
-        return buf;
-}
-
 /* Offset of the first "\u0000" escape inside a JSON string of `text`
  * (already parsed, so well-formed), or -1. */
 static ssize_t find_escaped_nul(const char *text, size_t len)
@@ -74,7 +58,7 @@ static const char *const spec_key_names[KEY_COUNT] = {"type", "source", "target"
 static int mount_keys(yajl_val obj, size_t idx, yajl_val vals[static KEY_COUNT],
                       struct util_err *err)
 {
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
 
         for (size_t k = 0; k < KEY_COUNT; k++)
                 vals[k] = NULL;
@@ -85,10 +69,10 @@ static int mount_keys(yajl_val obj, size_t idx, yajl_val vals[static KEY_COUNT],
                         k++;
                 if (k == KEY_COUNT)
                         return util_err_setx(err, EINVAL, "mounts[%zu]: unknown key '%s'", idx,
-                                             quote_safe(q, key));
+                                             util_preview(q, key, SIZE_MAX));
                 if (vals[k])
                         return util_err_setx(err, EINVAL, "mounts[%zu]: key '%s' given twice", idx,
-                                             quote_safe(q, key));
+                                             util_preview(q, key, SIZE_MAX));
                 vals[k] = obj->u.object.values[i]; /* a JSON null is a node too */
         }
         return 0;
@@ -166,7 +150,7 @@ static int parse_mount(struct mount_spec *s, yajl_val obj, size_t idx, struct ut
 static int find_mounts(yajl_val root, yajl_val *ret, struct util_err *err)
 {
         yajl_val mounts = NULL;
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
 
         if (YAJL_IS_ARRAY(root)) {
                 *ret = root;
@@ -178,10 +162,11 @@ static int find_mounts(yajl_val root, yajl_val *ret, struct util_err *err)
         for (size_t i = 0; i < root->u.object.len; i++) {
                 const char *key = root->u.object.keys[i];
                 if (strcasecmp(key, "mounts") != 0)
-                        return util_err_setx(err, EINVAL, "unknown key '%s'", quote_safe(q, key));
+                        return util_err_setx(err, EINVAL, "unknown key '%s'",
+                                             util_preview(q, key, SIZE_MAX));
                 if (mounts)
                         return util_err_setx(err, EINVAL, "key '%s' given twice",
-                                             quote_safe(q, key));
+                                             util_preview(q, key, SIZE_MAX));
                 mounts = root->u.object.values[i];
                 if (!YAJL_IS_ARRAY(mounts))
                         return util_err_setx(err, EINVAL, "mounts: expected an array");

@@ -34,22 +34,6 @@ struct tmpl {
 
 /* Copies at most ~64 bytes of s[0..len) into `buf` for an error message,
  * control characters shown as '?', "..." appended when cut. Returns `buf`. */
-static const char *quote_safe(char buf[static 72], const char *s, size_t len)
-{
-        size_t i = 0;
-
-        for (; i < len && s[i] && i < 64; i++) {
-                unsigned char c = (unsigned char)s[i];
-                buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-        }
-        if (i < len && s[i]) {
-                memcpy(buf + i, "...", 3);
-                i += 3;
-        }
-        buf[i] = '\0';
-        return buf;
-}
-
 static bool is_ws(char c)
 {
         return c == ' ' || c == '\t';
@@ -100,13 +84,13 @@ static int tmpl_parse(const char *in, size_t pos, size_t self, struct tmpl *t, s
                 size_t len;
         } w[4];
         size_t nw = 0;
-        char q[72], wq[72];
+        char q[UTIL_PREVIEW_SIZE], wq[72];
 
         if (!close)
                 return util_err_setx(err, EINVAL, "'%s': '{{' without '}}'",
-                                     quote_safe(q, in + pos, SIZE_MAX));
+                                     util_preview(q, in + pos, SIZE_MAX));
         size_t end = (size_t)(close - in) + 2;
-        quote_safe(q, in + pos, end - pos);
+        util_preview(q, in + pos, end - pos);
 
         /* Split the body into at most 4 words: one more than the longest
          * form, so an extra argument is seen. */
@@ -136,7 +120,7 @@ static int tmpl_parse(const char *in, size_t pos, size_t self, struct tmpl *t, s
                 return util_err_setx(err, EINVAL,
                                      "'%s': unknown template '%s' (expected 'mount N' or "
                                      "'overlay A B')",
-                                     q, quote_safe(wq, w[0].s, w[0].len));
+                                     q, util_preview(wq, w[0].s, w[0].len));
         }
         if (nw - 1 < want)
                 return util_err_setx(err, EINVAL, "'%s': '%s' needs %s", q,
@@ -151,7 +135,7 @@ static int tmpl_parse(const char *in, size_t pos, size_t self, struct tmpl *t, s
         for (size_t i = 0; i < want; i++)
                 if (!parse_index(w[1 + i].s, w[1 + i].len, &idx[i]))
                         return util_err_setx(err, EINVAL, "'%s': '%s' is not a mount index", q,
-                                             quote_safe(wq, w[1 + i].s, w[1 + i].len));
+                                             util_preview(wq, w[1 + i].s, w[1 + i].len));
         t->a = idx[0];
         t->b = want == 2 ? idx[1] : idx[0];
 
@@ -217,7 +201,7 @@ int mount_template_resolve(const char *in, size_t self, const char *const *mount
 {
         struct strbuf b = {0};
         size_t pos = 0;
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
         int r;
 
         if (!in)
@@ -244,7 +228,7 @@ int mount_template_resolve(const char *in, size_t self, const char *const *mount
                                 free(b.s);
                                 return util_err_setx(
                                         err, EINVAL, "'%s': mount %zu has no mountpoint",
-                                        quote_safe(q, in + at, t.end - at), tmpl_at(&t, i));
+                                        util_preview(q, in + at, t.end - at), tmpl_at(&t, i));
                         }
                         if (i > 0)
                                 strbuf_add(&b, ":", 1);
@@ -254,7 +238,7 @@ int mount_template_resolve(const char *in, size_t self, const char *const *mount
         }
         if (b.failed) {
                 free(b.s);
-                return util_err_set(err, ENOMEM, "template '%s'", quote_safe(q, in, SIZE_MAX));
+                return util_err_set(err, ENOMEM, "template '%s'", util_preview(q, in, SIZE_MAX));
         }
         *ret = b.s;
         return 0;
@@ -327,7 +311,7 @@ static int parse_layer(struct layers *ls, const char *s, size_t len, size_t idx,
                        struct util_err *err)
 {
         _cleanup_free_ char *copy = NULL;
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
         int r;
 
         if (len == 0)
@@ -342,7 +326,7 @@ static int parse_layer(struct layers *ls, const char *s, size_t len, size_t idx,
                         return util_err_setx(err, EINVAL,
                                              "layers[%zu] '%s': mixes text with a template (a "
                                              "template must be a whole layer)",
-                                             idx, quote_safe(q, copy, len));
+                                             idx, util_preview(q, copy, len));
                 r = tmpl_parse(copy, 0, self, &t, err);
                 if (r < 0)
                         return util_err_prefix(err, "layers[%zu]", idx);
@@ -355,7 +339,7 @@ static int parse_layer(struct layers *ls, const char *s, size_t len, size_t idx,
                                                      "layers[%zu] '%s': after a template only "
                                                      "'/relative/sub/dir' may follow (no '..', "
                                                      "'.', empty parts, ',' or '\\')",
-                                                     idx, quote_safe(q, copy, len));
+                                                     idx, util_preview(q, copy, len));
                         sub = copy + t.end + 1;
                 }
                 for (size_t i = 0, n = tmpl_count(&t); i < n; i++) {
@@ -373,7 +357,7 @@ static int parse_layer(struct layers *ls, const char *s, size_t len, size_t idx,
                 return util_err_setx(err, EINVAL,
                                      "layers[%zu] '%s': not an absolute path (legacy mounts "
                                      "resolve layers from another directory)",
-                                     idx, quote_safe(q, copy, len));
+                                     idx, util_preview(q, copy, len));
         for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char)copy[i];
                 if (c < 0x20 || c == 0x7f)
@@ -384,7 +368,7 @@ static int parse_layer(struct layers *ls, const char *s, size_t len, size_t idx,
                         return util_err_setx(err, EINVAL,
                                              "layers[%zu] '%s': contains '%c' (mount data would "
                                              "read it as %s)",
-                                             idx, quote_safe(q, copy, len), c,
+                                             idx, util_preview(q, copy, len), c,
                                              c == ',' ? "the end of the option" : "an escape");
         }
         return layers_push(ls, (struct mount_layer){.path = TAKE_PTR(copy)}, idx, err);
@@ -395,7 +379,7 @@ int mount_template_layers(const char *value, size_t self, struct mount_layer **r
 {
         struct layers ls = {0};
         size_t idx = 0;
-        char q[72];
+        char q[UTIL_PREVIEW_SIZE];
         int r;
 
         if (!value)
@@ -406,7 +390,7 @@ int mount_template_layers(const char *value, size_t self, struct mount_layer **r
                 r = parse_layer(&ls, p, len, idx, self, err);
                 if (r < 0) {
                         mount_layers_free(ls.l, ls.n);
-                        return util_err_prefix(err, "'%s'", quote_safe(q, value, SIZE_MAX));
+                        return util_err_prefix(err, "'%s'", util_preview(q, value, SIZE_MAX));
                 }
                 if (!colon)
                         break;

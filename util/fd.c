@@ -100,3 +100,19 @@ int util_read_u64_file(const char *path, uint64_t *ret)
                 return (int)n;
         return util_parse_u64(buf, ret);
 }
+
+const char *util_preview(char buf[static UTIL_PREVIEW_SIZE], const char *s, size_t len)
+{
+        size_t i = 0;
+
+        for (; i < len && s[i] && i < 64; i++) {
+                unsigned char c = (unsigned char)s[i];
+                buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+        }
+        if (i < len && s[i]) {
+                memcpy(buf + i, "...", 3);
+                i += 3;
+        }
+        buf[i] = '\0';
+        return buf;
+}

@@ -142,6 +142,17 @@ int util_read_u64_file(const char *path, uint64_t *ret);
  * Returns: 0 and *ret, -EINVAL or -ERANGE. */
 int util_parse_u64(const char *s, uint64_t *ret);
 
+/* ---- strings ----------------------------------------------------------- */
+
+#define UTIL_PREVIEW_SIZE 72
+
+/*
+ * util_preview: a printable preview of untrusted text for an error message:
+ * at most `len` bytes (SIZE_MAX: up to the NUL) and 64 characters of `s`,
+ * control characters shown as '?', "..." when cut. Returns `buf`.
+ */
+const char *util_preview(char buf[static UTIL_PREVIEW_SIZE], const char *s, size_t len);
+
 /* ---- debug trace ------------------------------------------------------- */
 
 enum util_debug_area {

@@ -42,23 +42,10 @@ TestSuite(image, .init = image_setup, .fini = priv_teardown, .timeout = 300);
 
 /* ---- helpers ---- */
 
-static char *path_of(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *path_of(const char *fmt, ...)
-{
-        static char bufs[16][1024];
-        static unsigned next;
-        char *b = bufs[next++ % 16];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(b, sizeof(bufs[0]), fmt, ap);
-        va_end(ap);
-        return b;
-}
-
 /* A fresh directory under the test's tmpdir. */
 static const char *make_dir(const char *name)
 {
-        const char *p = path_of("%s/%s", priv_tmpdir(), name);
+        const char *p = priv_path("%s/%s", priv_tmpdir(), name);
         cr_assert_eq(mkdir(p, 0700), 0, "mkdir %s: %m", p);
         return p;
 }
@@ -244,7 +231,7 @@ static void check_template_created(const char *fstype)
         double first_ms = ms_since(t0);
 
         cr_assert_str_eq(
-                path, path_of("%s/%s-%llu-1234-5678.img", dir, fstype, (unsigned long long)size));
+                path, priv_path("%s/%s-%llu-1234-5678.img", dir, fstype, (unsigned long long)size));
         struct stat st = stat_of(path);
         cr_assert(S_ISREG(st.st_mode));
         cr_assert_eq((uint64_t)st.st_size, size);
@@ -369,7 +356,7 @@ Test(image, wrong_size_or_symlink_template_is_replaced)
 {
         require_fs("ext4");
         const char *dir = make_dir("templates");
-        const char *name = path_of("%s/ext4-%llu-0-0.img", dir, (unsigned long long)(64 * MiB));
+        const char *name = priv_path("%s/ext4-%llu-0-0.img", dir, (unsigned long long)(64 * MiB));
 
         /* A truncated file with a good superblock is not trusted either. */
         char *p1 = make_template(dir, "ext4", 64 * MiB, 0, 0);
@@ -379,7 +366,7 @@ Test(image, wrong_size_or_symlink_template_is_replaced)
         cr_assert_eq((uint64_t)stat_of(p2).st_size, 64 * MiB);
 
         /* A symlink in its place is replaced, not followed. */
-        const char *target = path_of("%s/elsewhere.img", priv_tmpdir());
+        const char *target = priv_path("%s/elsewhere.img", priv_tmpdir());
         write_file(target, "not an image");
         cr_assert_eq(unlink(p2), 0);
         cr_assert_eq(symlink(target, p2), 0);
@@ -398,8 +385,8 @@ Test(image, leftover_new_file_is_ignored)
         require_fs("ext4");
         const char *dir = make_dir("templates");
         /* What a crash between mkfs and rename leaves. */
-        write_file(path_of("%s/new-deadbeef", dir), "half-made");
-        write_file(path_of("%s/new-XXXXXX", dir), "");
+        write_file(priv_path("%s/new-deadbeef", dir), "half-made");
+        write_file(priv_path("%s/new-XXXXXX", dir), "");
 
         char *path = make_template(dir, "ext4", 64 * MiB, 0, 0);
         struct util_err err = {0};
@@ -443,7 +430,7 @@ Test(image, unknown_fstype_and_bad_arguments_fail_clearly)
         cr_log_info("refused as expected: %s", err.msg);
 
         util_err_clear(&err);
-        const char *missing = path_of("%s/no-such-dir", priv_tmpdir());
+        const char *missing = priv_path("%s/no-such-dir", priv_tmpdir());
         r = snap_image_template(missing, "ext4", 64 * MiB, 0, 0, &path, &err);
         cr_assert_eq(r, -ENOENT);
         cr_assert(strstr(err.msg, missing), "message names the directory: %s", err.msg);
@@ -465,7 +452,7 @@ Test(image, not_a_filesystem_image_fails_verification)
         cr_assert_eq(r, -EINVAL, "a directory: %d %s", r, err.msg);
 
         util_err_clear(&err);
-        const char *missing = path_of("%s/missing.img", priv_tmpdir());
+        const char *missing = priv_path("%s/missing.img", priv_tmpdir());
         r = snap_image_verify(missing, "xfs", &err);
         cr_assert_eq(r, -ENOENT);
         cr_assert(strstr(err.msg, missing), "%s", err.msg);
@@ -528,7 +515,7 @@ static void check_concurrent_creation(const char *fstype)
         cr_assert_eq(count_entries(dir, "new-"), 0, "new-* left behind");
         cr_assert_eq(count_entries(dir, ""), 1, "expected exactly one template");
         struct util_err err = {0};
-        const char *path = path_of("%s/%s-%llu-7-7.img", dir, fstype, (unsigned long long)size);
+        const char *path = priv_path("%s/%s-%llu-7-7.img", dir, fstype, (unsigned long long)size);
         cr_assert_eq(snap_image_verify(path, fstype, &err), 0, "%s", err.msg);
 }
 
@@ -555,7 +542,7 @@ Test(image, clone_on_ext4_is_sparse_and_mounts)
 
         const char *dir = make_dir("templates");
         char *tmpl = make_template(dir, "ext4", 1 * GiB, 1000, 1000);
-        const char *dst = path_of("%s/clone.img", priv_tmpdir());
+        const char *dst = priv_path("%s/clone.img", priv_tmpdir());
         enum snap_clone_method method = 0;
         struct util_err err = {0};
 
@@ -580,7 +567,7 @@ Test(image, clone_on_ext4_is_sparse_and_mounts)
         struct loop_device *d;
         const char *mnt = mount_image(dst, "ext4", true, "clone-mnt", &d);
         cr_assert_eq(stat_of(mnt).st_uid, 1000);
-        write_file(path_of("%s/hello", mnt), "world");
+        write_file(priv_path("%s/hello", mnt), "world");
         unmount_image(mnt, d);
         cr_assert_eq(snap_image_verify(tmpl, "ext4", &err), 0, "%s", err.msg);
         struct stat root = root_of(tmpl, "ext4");
@@ -602,7 +589,7 @@ Test(image, clone_across_filesystems_uses_the_copy_fallback)
          * 5.19 only within one filesystem type), so pread/pwrite copies. */
         const char *mnt = make_dir("tmpfs");
         cr_assert_eq(mount("tmpfs", mnt, "tmpfs", 0, "size=64m,mode=0700"), 0, "tmpfs: %m");
-        const char *dst = path_of("%s/clone.img", mnt);
+        const char *dst = priv_path("%s/clone.img", mnt);
         enum snap_clone_method method = 0;
         struct util_err err = {0};
 
@@ -626,7 +613,7 @@ Test(image, clone_failure_removes_the_destination)
         /* Too small for the template's data: ENOSPC half-way. */
         const char *mnt = make_dir("tiny");
         cr_assert_eq(mount("tmpfs", mnt, "tmpfs", 0, "size=128k,mode=0700"), 0, "tmpfs: %m");
-        const char *dst = path_of("%s/clone.img", mnt);
+        const char *dst = priv_path("%s/clone.img", mnt);
         enum snap_clone_method method = 0;
         struct util_err err = {0};
 
@@ -646,7 +633,7 @@ Test(image, clone_to_existing_destination_is_eexist)
         require_fs("ext4");
         const char *dir = make_dir("templates");
         char *tmpl = make_template(dir, "ext4", 64 * MiB, 0, 0);
-        const char *dst = path_of("%s/existing.img", priv_tmpdir());
+        const char *dst = priv_path("%s/existing.img", priv_tmpdir());
         write_file(dst, "keep me");
         struct util_err err = {0};
         enum snap_clone_method method = 0;
@@ -667,8 +654,8 @@ Test(image, clone_to_existing_destination_is_eexist)
 
 Test(image, clone_of_missing_source_is_enoent)
 {
-        const char *src = path_of("%s/no-such-template.img", priv_tmpdir());
-        const char *dst = path_of("%s/clone.img", priv_tmpdir());
+        const char *src = priv_path("%s/no-such-template.img", priv_tmpdir());
+        const char *dst = priv_path("%s/clone.img", priv_tmpdir());
         struct util_err err = {0};
 
         int r = snap_image_clone(src, dst, NULL, &err);
@@ -698,7 +685,7 @@ Test(image, clone_on_xfs_is_a_reflink)
         cr_assert_eq(priv_run(mkfs), 0, "mkfs.xfs -m reflink=1 %s", outer);
         struct loop_device *d;
         const char *mnt = mount_image(outer, "xfs", true, "xfs-mnt", &d);
-        const char *dir = path_of("%s/templates", mnt);
+        const char *dir = priv_path("%s/templates", mnt);
         cr_assert_eq(mkdir(dir, 0700), 0, "mkdir %s: %m", dir);
 
         struct {
@@ -709,7 +696,7 @@ Test(image, clone_on_xfs_is_a_reflink)
         for (size_t i = 0; i < UTIL_ARRAY_SIZE(cases); i++) {
                 const char *fstype = cases[i].fstype;
                 char *tmpl = make_template(dir, fstype, cases[i].size, 0, 0);
-                const char *dst = path_of("%s/clone-%s.img", mnt, fstype);
+                const char *dst = priv_path("%s/clone-%s.img", mnt, fstype);
                 enum snap_clone_method method = 0;
                 struct util_err err = {0};
 

@@ -72,19 +72,6 @@ TestSuite(mount, .init = mount_setup, .fini = mount_teardown, .timeout = 300);
 
 /* ---- fixture helpers ---- */
 
-static char *path_of(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *path_of(const char *fmt, ...)
-{
-        static char bufs[16][1024];
-        static unsigned next;
-        char *b = bufs[next++ % 16];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(b, sizeof(bufs[0]), fmt, ap);
-        va_end(ap);
-        return b;
-}
-
 static void mkdir_p(const char *p)
 {
         char tmp[1024];
@@ -124,20 +111,21 @@ static void fill_layer(const char *dir, size_t k, size_t n)
         char num[32];
         mkdir_p(dir);
         snprintf(num, sizeof(num), "%zu", k);
-        write_file(path_of("%s/layer", dir), num);
-        write_file(path_of("%s/only-%zu", dir, k), num);
+        write_file(priv_path("%s/layer", dir), num);
+        write_file(priv_path("%s/only-%zu", dir, k), num);
         if (k == 0) {
-                write_file(path_of("%s/gone", dir), "bottom");
-                mkdir_p(path_of("%s/dir", dir));
-                write_file(path_of("%s/dir/old", dir), "old");
+                write_file(priv_path("%s/gone", dir), "bottom");
+                mkdir_p(priv_path("%s/dir", dir));
+                write_file(priv_path("%s/dir/old", dir), "old");
         }
         if (k == n - 1 && n > 1) {
-                cr_assert_eq(mknod(path_of("%s/gone", dir), S_IFCHR | 0000, makedev(0, 0)), 0,
+                cr_assert_eq(mknod(priv_path("%s/gone", dir), S_IFCHR | 0000, makedev(0, 0)), 0,
                              "whiteout: %m");
-                mkdir_p(path_of("%s/dir", dir));
-                cr_assert_eq(setxattr(path_of("%s/dir", dir), "trusted.overlay.opaque", "y", 1, 0),
-                             0, "opaque: %m");
-                write_file(path_of("%s/dir/new", dir), "new");
+                mkdir_p(priv_path("%s/dir", dir));
+                cr_assert_eq(
+                        setxattr(priv_path("%s/dir", dir), "trusted.overlay.opaque", "y", 1, 0), 0,
+                        "opaque: %m");
+                write_file(priv_path("%s/dir/new", dir), "new");
         }
 }
 
@@ -145,7 +133,7 @@ static struct mount_engine *engine(void)
 {
         struct mount_engine_opts o = {
                 .loop_owner = priv_owner(),
-                .scratch_dir = path_of("%s/scratch", priv_tmpdir()),
+                .scratch_dir = priv_path("%s/scratch", priv_tmpdir()),
         };
         struct mount_engine *e = NULL;
         struct util_err err = {0};
@@ -200,44 +188,44 @@ static void check_overlay(const char *t, size_t n, const char *upper)
 {
         char want[32];
         snprintf(want, sizeof(want), "%zu", n - 1);
-        cr_assert_str_eq(read_file(path_of("%s/layer", t)), want, "the topmost layer wins");
+        cr_assert_str_eq(read_file(priv_path("%s/layer", t)), want, "the topmost layer wins");
         size_t probe[] = {0, n / 2, n - 1};
         for (size_t k = 0; k < 3; k++)
-                cr_assert_eq(access(path_of("%s/only-%zu", t, probe[k]), F_OK), 0,
+                cr_assert_eq(access(priv_path("%s/only-%zu", t, probe[k]), F_OK), 0,
                              "only-%zu visible", probe[k]);
         if (n > 1) {
-                cr_assert_neq(access(path_of("%s/gone", t), F_OK), 0, "whiteout hides 'gone'");
-                cr_assert_neq(access(path_of("%s/dir/old", t), F_OK), 0,
+                cr_assert_neq(access(priv_path("%s/gone", t), F_OK), 0, "whiteout hides 'gone'");
+                cr_assert_neq(access(priv_path("%s/dir/old", t), F_OK), 0,
                               "opaque dir hides dir/old");
-                cr_assert_str_eq(read_file(path_of("%s/dir/new", t)), "new");
+                cr_assert_str_eq(read_file(priv_path("%s/dir/new", t)), "new");
         }
-        write_file(path_of("%s/written", t), "w");
-        cr_assert_str_eq(read_file(path_of("%s/written", upper)), "w", "writes go to the upper");
-        write_file(path_of("%s/only-0", t), "changed");
-        cr_assert_str_eq(read_file(path_of("%s/only-0", upper)), "changed", "copy-up");
+        write_file(priv_path("%s/written", t), "w");
+        cr_assert_str_eq(read_file(priv_path("%s/written", upper)), "w", "writes go to the upper");
+        write_file(priv_path("%s/only-0", t), "changed");
+        cr_assert_str_eq(read_file(priv_path("%s/only-0", upper)), "changed", "copy-up");
 }
 
 /* ---- overlays of plain directories ---- */
 
 static void overlay_of_dirs(size_t n)
 {
-        const char *base = keep(path_of("%s/L", priv_tmpdir()));
+        const char *base = keep(priv_path("%s/L", priv_tmpdir()));
         char **layers = calloc(n, sizeof(char *));
         struct util_err err = {0};
 
         for (size_t k = 0; k < n; k++) {
-                fill_layer(path_of("%s/%zu", base, k), k, n);
-                layers[n - 1 - k] = keep(path_of("%s/%zu", base, k)); /* topmost first */
+                fill_layer(priv_path("%s/%zu", base, k), k, n);
+                layers[n - 1 - k] = keep(priv_path("%s/%zu", base, k)); /* topmost first */
         }
-        const char *upper = keep(path_of("%s/u/upper", base));
+        const char *upper = keep(priv_path("%s/u/upper", base));
         mkdir_p(upper);
-        mkdir_p(path_of("%s/u/work", base));
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        mkdir_p(priv_path("%s/u/work", base));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
 
         _cleanup_free_ char *lower = lowerdir_of(layers, n);
-        const char *opts[] = {lower, path_of("upperdir=%s", upper),
-                              path_of("workdir=%s/u/work", base), NULL};
+        const char *opts[] = {lower, priv_path("upperdir=%s", upper),
+                              priv_path("workdir=%s/u/work", base), NULL};
         struct mount_spec *spec = NULL;
         cr_assert_eq(mount_spec_new(&spec), 0);
         defer(spec_free, spec);
@@ -249,8 +237,8 @@ static void overlay_of_dirs(size_t n)
         cr_log_info("%zu plain lowers mounted via %s", n, mount_api_name(mount_engine_api(e)));
         check_overlay(target, n, upper);
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
-        cr_assert_eq(access(path_of("%s/scratch", priv_tmpdir()), F_OK) == 0 &&
-                             rmdir(path_of("%s/scratch", priv_tmpdir())) != 0,
+        cr_assert_eq(access(priv_path("%s/scratch", priv_tmpdir()), F_OK) == 0 &&
+                             rmdir(priv_path("%s/scratch", priv_tmpdir())) != 0,
                      false, "the scratch directory holds nothing after the apply");
         free(layers);
 }
@@ -277,16 +265,16 @@ Test(mount, overlay_500_dirs)
 static void overlay_of_images(size_t n)
 {
         priv_require_prog("mkfs.ext4");
-        const char *src = keep(path_of("%s/S", priv_tmpdir()));
+        const char *src = keep(priv_path("%s/S", priv_tmpdir()));
         struct util_err err = {0};
         struct mount_spec *spec = NULL;
         cr_assert_eq(mount_spec_new(&spec), 0);
         defer(spec_free, spec);
 
         for (size_t k = 0; k < n; k++) {
-                char *dir = strdup(path_of("%s/%zu", src, k));
-                fill_layer(path_of("%s/upper", dir), k, n);
-                char *img = strdup(path_of("%s/%zu.img", src, k));
+                char *dir = strdup(priv_path("%s/%zu", src, k));
+                fill_layer(priv_path("%s/upper", dir), k, n);
+                char *img = strdup(priv_path("%s/%zu.img", src, k));
                 const char *mkfs[] = {"mkfs.ext4",
                                       "-q",
                                       "-F",
@@ -307,10 +295,10 @@ static void overlay_of_images(size_t n)
                 free(dir);
                 free(img);
         }
-        const char *upper = keep(path_of("%s/W/upper", priv_tmpdir()));
+        const char *upper = keep(priv_path("%s/W/upper", priv_tmpdir()));
         mkdir_p(upper);
-        mkdir_p(path_of("%s/W/work", priv_tmpdir()));
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        mkdir_p(priv_path("%s/W/work", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char lower[64];
         /* {{ overlay n-1 0 }}: mount n-1 (the top layer) first. */
@@ -322,14 +310,14 @@ static void overlay_of_images(size_t n)
         } else {
                 char **l = calloc(n, sizeof(char *));
                 for (size_t k = 0; k < n; k++)
-                        l[k] = strdup(path_of("{{ mount %zu }}/upper", n - 1 - k));
+                        l[k] = strdup(priv_path("{{ mount %zu }}/upper", n - 1 - k));
                 lowers = lowerdir_of(l, n);
                 for (size_t k = 0; k < n; k++)
                         free(l[k]);
                 free(l);
         }
-        const char *opts[] = {lowers, path_of("upperdir=%s", upper),
-                              path_of("workdir=%s/W/work", priv_tmpdir()), NULL};
+        const char *opts[] = {lowers, priv_path("upperdir=%s", upper),
+                              priv_path("workdir=%s/W/work", priv_tmpdir()), NULL};
         cr_assert_eq(mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err), 0, "%s",
                      err.msg);
         free(lowers);
@@ -365,20 +353,20 @@ Test(mount, overlay_500_images, .timeout = 600)
 
 static struct mount_spec *overlay_spec_n(size_t n, const char *extra_opt, size_t extra_count)
 {
-        const char *base = keep(path_of("%s/N", priv_tmpdir()));
+        const char *base = keep(priv_path("%s/N", priv_tmpdir()));
         char **layers = calloc(n, sizeof(char *));
         for (size_t k = 0; k < n; k++) {
-                layers[k] = keep(path_of("%s/%zu", base, k));
+                layers[k] = keep(priv_path("%s/%zu", base, k));
                 mkdir_p(layers[k]);
         }
-        mkdir_p(path_of("%s/u/upper", base));
-        mkdir_p(path_of("%s/u/work", base));
+        mkdir_p(priv_path("%s/u/upper", base));
+        mkdir_p(priv_path("%s/u/work", base));
         char *lower = lowerdir_of(layers, n);
         const char **opts = calloc(extra_count + 4, sizeof(char *));
         size_t o = 0;
         opts[o++] = lower;
-        opts[o++] = keep(path_of("upperdir=%s/u/upper", base));
-        opts[o++] = keep(path_of("workdir=%s/u/work", base));
+        opts[o++] = keep(priv_path("upperdir=%s/u/upper", base));
+        opts[o++] = keep(priv_path("workdir=%s/u/work", base));
         for (size_t k = 0; k < extra_count; k++)
                 opts[o++] = extra_opt;
         struct mount_spec *spec = NULL;
@@ -396,7 +384,7 @@ static struct mount_spec *overlay_spec_n(size_t n, const char *extra_opt, size_t
 Test(mount, overlay_501_lowers_is_a_clear_error)
 {
         struct mount_spec *spec = overlay_spec_n(501, NULL, 0);
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         struct mount_engine *e = engine();
         struct util_err err = {0};
@@ -412,7 +400,7 @@ Test(mount, legacy_spec_that_cannot_fit_is_refused_and_nothing_is_mounted)
         /* 500 lowers plus 200 copies of a harmless option: more than 4095
          * bytes however short the layer paths get. */
         struct mount_spec *spec = overlay_spec_n(500, "redirect_dir=off", 200);
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         struct mount_engine *e = engine();
         struct util_err err = {0};
@@ -441,7 +429,7 @@ static void expect_apply_error(const char *json, int want, const char *must_cont
 {
         struct util_err err = {0};
         struct mount_spec *spec = NULL;
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         int r = mount_spec_from_json(json, strlen(json), &spec, &err);
         if (r == 0) {
@@ -520,11 +508,11 @@ Test(mount, malformed_json_names_the_element)
 
 Test(mount, bind_ro_is_read_only_and_the_source_is_not)
 {
-        const char *src = keep(path_of("%s/src", priv_tmpdir()));
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *src = keep(priv_path("%s/src", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
-        write_file(path_of("%s/f", src), "x");
+        write_file(priv_path("%s/f", src), "x");
         char json[1024];
         snprintf(json, sizeof(json),
                  "[{\"type\":\"bind\",\"source\":\"%s\",\"options\":[\"rbind\",\"ro\","
@@ -536,11 +524,11 @@ Test(mount, bind_ro_is_read_only_and_the_source_is_not)
         defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
-        cr_assert_str_eq(read_file(path_of("%s/f", target)), "x");
-        int fd = open(path_of("%s/new", target), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        cr_assert_str_eq(read_file(priv_path("%s/f", target)), "x");
+        int fd = open(priv_path("%s/new", target), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         cr_assert_lt(fd, 0, "the bind is read-only");
         cr_assert_eq(errno, EROFS);
-        write_file(path_of("%s/new", src), "y");
+        write_file(priv_path("%s/new", src), "y");
         struct mount_info mi;
         cr_assert_eq(mount_find_by_target(target, &mi, &err), 0, "%s", err.msg);
         cr_assert(strstr(mi.options, "ro") && strstr(mi.options, "nosuid"), "%s", mi.options);
@@ -563,8 +551,8 @@ static bool has_optional_field(const char *target, const char *field)
 
 Test(mount, propagation_is_applied)
 {
-        const char *src = keep(path_of("%s/src", priv_tmpdir()));
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *src = keep(priv_path("%s/src", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
         char json[1024];
@@ -583,7 +571,7 @@ Test(mount, propagation_is_applied)
 
 Test(mount, unmount_all_peels_a_stack)
 {
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         struct util_err err = {0};
         mkdir_p(target);
         for (int k = 0; k < 3; k++)
@@ -598,7 +586,7 @@ Test(mount, unmount_all_peels_a_stack)
 Test(mount, template_source_binds_an_earlier_mount_read_only)
 {
         const char *img = ext4_image();
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[2048];
         snprintf(
@@ -612,7 +600,7 @@ Test(mount, template_source_binds_an_earlier_mount_read_only)
         defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
-        cr_assert_eq(access(path_of("%s/lost+found", target), F_OK), 0, "the image is visible");
+        cr_assert_eq(access(priv_path("%s/lost+found", target), F_OK), 0, "the image is visible");
         struct mount_info mi;
         cr_assert_eq(mount_find_by_target(target, &mi, &err), 0, "%s", err.msg);
         cr_assert_str_eq(mi.fstype, "ext4");
@@ -626,9 +614,9 @@ Test(mount, template_source_binds_an_earlier_mount_read_only)
 Test(mount, detached_result_fd)
 {
         /* Without an upper, overlay needs two lowers. */
-        const char *src = keep(path_of("%s/L", priv_tmpdir()));
-        fill_layer(path_of("%s/1", src), 1, 2);
-        fill_layer(path_of("%s/0", src), 0, 2);
+        const char *src = keep(priv_path("%s/L", priv_tmpdir()));
+        fill_layer(priv_path("%s/1", src), 1, 2);
+        fill_layer(priv_path("%s/0", src), 0, 2);
         char json[1024];
         snprintf(json, sizeof(json),
                  "[{\"type\":\"overlay\",\"source\":\"overlay\",\"options\":["
@@ -666,16 +654,16 @@ static void stat_uid(const char *p, uid_t want)
 
 Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
 {
-        const char *base = keep(path_of("%s/L", priv_tmpdir()));
+        const char *base = keep(priv_path("%s/L", priv_tmpdir()));
         for (size_t k = 0; k < 2; k++)
-                fill_layer(path_of("%s/%zu", base, k), k, 2);
-        const char *upper = keep(path_of("%s/u/upper", base));
+                fill_layer(priv_path("%s/%zu", base, k), k, 2);
+        const char *upper = keep(priv_path("%s/u/upper", base));
         mkdir_p(upper);
-        mkdir_p(path_of("%s/u/work", base));
+        mkdir_p(priv_path("%s/u/work", base));
         /* The snapshotter makes upper/work owned by the mapped root. */
         cr_assert_eq(chown(upper, 100000, 100000), 0);
-        cr_assert_eq(chown(path_of("%s/u/work", base), 100000, 100000), 0);
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        cr_assert_eq(chown(priv_path("%s/u/work", base), 100000, 100000), 0);
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[4096];
         snprintf(json, sizeof(json),
@@ -696,11 +684,11 @@ Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
                 return;
         }
         cr_assert_eq(r, 0, "%s", err.msg);
-        stat_uid(path_of("%s/layer", target), 100000);
-        stat_uid(path_of("%s/0/only-0", base), 0);
+        stat_uid(priv_path("%s/layer", target), 100000);
+        stat_uid(priv_path("%s/0/only-0", base), 0);
         /* A copy-up writes the shifted ids into the (not idmapped) upper. */
-        cr_assert_eq(chmod(path_of("%s/only-0", target), 0600), 0, "%m");
-        stat_uid(path_of("%s/only-0", upper), 100000);
+        cr_assert_eq(chmod(priv_path("%s/only-0", target), 0600), 0, "%m");
+        stat_uid(priv_path("%s/only-0", upper), 100000);
         cr_assert_eq(mount_engine_userns_cached(e), 1);
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
 
@@ -713,7 +701,7 @@ Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
 Test(mount, idmapped_plain_mount)
 {
         const char *img = ext4_image();
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[1024];
         snprintf(json, sizeof(json),
@@ -733,16 +721,16 @@ Test(mount, idmapped_plain_mount)
                 return;
         }
         cr_assert_eq(r, 0, "%s", err.msg);
-        stat_uid(path_of("%s/lost+found", target), 200000);
+        stat_uid(priv_path("%s/lost+found", target), 200000);
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
 }
 
 Test(mount, idmapping_an_overlay_as_a_whole_is_a_clear_error)
 {
-        const char *src = keep(path_of("%s/L", priv_tmpdir()));
-        fill_layer(path_of("%s/1", src), 1, 2);
-        fill_layer(path_of("%s/0", src), 0, 2);
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *src = keep(priv_path("%s/L", priv_tmpdir()));
+        fill_layer(priv_path("%s/1", src), 1, 2);
+        fill_layer(priv_path("%s/0", src), 0, 2);
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[2048];
         snprintf(json, sizeof(json),
@@ -765,11 +753,11 @@ Test(mount, fuse_through_mount_fuse3)
         priv_require_prog("bindfs");
         if (access("/dev/fuse", R_OK | W_OK) != 0)
                 cr_skip_test("no usable /dev/fuse");
-        const char *src = keep(path_of("%s/src", priv_tmpdir()));
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *src = keep(priv_path("%s/src", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
-        write_file(path_of("%s/f", src), "fuse");
+        write_file(priv_path("%s/f", src), "fuse");
         char json[1024];
         snprintf(json, sizeof(json),
                  "[{\"type\":\"fuse.bindfs\",\"source\":\"%s\",\"options\":[\"ro\"]}]", src);
@@ -779,11 +767,11 @@ Test(mount, fuse_through_mount_fuse3)
         defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
-        cr_assert_str_eq(read_file(path_of("%s/f", target)), "fuse");
+        cr_assert_str_eq(read_file(priv_path("%s/f", target)), "fuse");
         struct mount_info mi;
         cr_assert_eq(mount_find_by_target(target, &mi, &err), 0, "%s", err.msg);
         cr_assert(strncmp(mi.fstype, "fuse", 4) == 0, "%s", mi.fstype);
-        cr_assert_eq(open(path_of("%s/new", target), O_WRONLY | O_CREAT | O_CLOEXEC, 0644), -1,
+        cr_assert_eq(open(priv_path("%s/new", target), O_WRONLY | O_CREAT | O_CLOEXEC, 0644), -1,
                      "ro reached the FUSE helper");
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
 
@@ -795,18 +783,19 @@ Test(mount, fuse_through_mount_fuse3)
 
 Test(mount, find_by_source_and_mountpoint_queries)
 {
-        const char *target = keep(path_of("%s/target", priv_tmpdir()));
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
         struct util_err err = {0};
         struct mount_info mi;
         mkdir_p(target);
-        mkdir_p(path_of("%s/inner", target));
+        mkdir_p(priv_path("%s/inner", target));
         cr_assert_eq(mount("loopsnap-q", target, "tmpfs", 0, "size=1m"), 0, "%m");
         cr_assert_eq(mount_find_by_source("loopsnap-q", &mi, &err), 0, "%s", err.msg);
         cr_assert_str_eq(mi.target, target);
         cr_assert_str_eq(mi.fstype, "tmpfs");
-        mkdir_p(path_of("%s/sub", target));
-        cr_assert_eq(is_mountpoint(path_of("%s/sub", target)), 0);
-        cr_assert_eq(mount_find_by_target(path_of("%s/sub", target), &mi, &err), 0, "%s", err.msg);
+        mkdir_p(priv_path("%s/sub", target));
+        cr_assert_eq(is_mountpoint(priv_path("%s/sub", target)), 0);
+        cr_assert_eq(mount_find_by_target(priv_path("%s/sub", target), &mi, &err), 0, "%s",
+                     err.msg);
         cr_assert_str_eq(mi.target, target, "the mount containing a plain directory");
         cr_assert_eq(mount_find_by_source("no-such-source", &mi, &err), -ENOENT);
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);

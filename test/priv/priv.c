@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -102,6 +103,19 @@ const char *priv_image(const char *name, uint64_t size)
         cr_assert_eq(ftruncate(fd, (off_t)size), 0, "truncate %s: %m", path);
         close(fd);
         return path;
+}
+
+char *priv_path(const char *fmt, ...)
+{
+        static char bufs[16][1024];
+        static unsigned next;
+        char *b = bufs[next++ % 16];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(b, sizeof(bufs[0]), fmt, ap);
+        va_end(ap);
+        return b;
 }
 
 int priv_run(const char *const argv[])

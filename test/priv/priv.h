@@ -34,6 +34,9 @@ const char *priv_tmpdir(void);
 /* Creates a sparse file of `size` bytes in the test's directory; returns
  * its path (static storage per call slot, valid until teardown). */
 const char *priv_image(const char *name, uint64_t size);
+/* A formatted path in one of 16 rotating static buffers: valid until 16
+ * more calls; keep a copy of what must live longer. */
+char *priv_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Runs argv (NULL-terminated) and returns its exit status (-1 on signal). */
 int priv_run(const char *const argv[]);
 
