@@ -71,18 +71,13 @@ int snap_image_verify(const char *path, const char *fstype, struct util_err *err
 {
         _cleanup_close_ int fd = -EBADF;
         const struct snap_fs_ops *ops;
-        struct stat st;
 
         ops = image_fs_get(fstype, err);
         if (!ops)
                 return -EINVAL;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0)
-                return util_err_set(err, errno, "open '%s'", path);
-        if (fstat(fd, &st) < 0)
-                return util_err_set(err, errno, "stat '%s'", path);
-        if (!S_ISREG(st.st_mode))
-                return util_err_setx(err, EINVAL, "'%s' is not a regular file", path);
+        int r = util_open_regular(path, O_RDONLY, &fd, err);
+        if (r < 0)
+                return r;
         if (!ops->magic_ok(fd))
                 return util_err_setx(err, EUCLEAN, "superblock of '%s' is not %s", path, ops->name);
         return 0;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util/util.h"
 
@@ -32,6 +33,21 @@ int util_fd_get_path(int fd, char *buf, size_t size)
         if ((size_t)n >= size)
                 return -ENAMETOOLONG;
         buf[n] = '\0';
+        return 0;
+}
+
+int util_open_regular(const char *path, int flags, int *ret_fd, struct util_err *err)
+{
+        _cleanup_close_ int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        struct stat st;
+
+        if (fd < 0)
+                return util_err_set(err, errno, "open '%s'", path);
+        if (fstat(fd, &st) < 0)
+                return util_err_set(err, errno, "stat '%s'", path);
+        if (!S_ISREG(st.st_mode))
+                return util_err_setx(err, EINVAL, "'%s' is not a regular file", path);
+        *ret_fd = TAKE_FD(fd);
         return 0;
 }
 

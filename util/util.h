@@ -127,6 +127,14 @@ int util_fd_reopen(int fd, int flags);
 int util_fd_get_path(int fd, char *buf, size_t size);
 
 /*
+ * util_open_regular: open `path` with `flags` | O_CLOEXEC | O_NOFOLLOW |
+ * O_NOCTTY and make sure it is a regular file (not a symlink, device, FIFO).
+ * Returns: 0 and the fd in *ret_fd, or -errno (-EINVAL: not a regular file)
+ * with `err` naming the path.
+ */
+int util_open_regular(const char *path, int flags, int *ret_fd, struct util_err *err);
+
+/*
  * util_read_small_file: read a small text file (sysfs attribute) into `buf`
  * (NUL-terminated, trailing newline removed). The path is opened with
  * O_RDONLY|O_CLOEXEC|O_NOCTTY.
