@@ -50,6 +50,16 @@ struct mount_applied {
         struct loop_device *loop; /* device the mount uses, released after mounting */
 };
 
+/*
+ * An O_PATH fd of directory `sub` inside earlier mount `m` (its fd, or its
+ * mountpoint), resolved beneath that mount: no "..", no symlink or magic
+ * link out of it, no crossing into another mount (openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV). Layer images are untrusted: a
+ * symlink named "upper" must not take the engine to the host's /etc.
+ */
+int mount_open_sub(const struct mount_applied *m, const char *sub, int *ret_fd,
+                   struct util_err *err);
+
 /* Private scratch directories of one apply (string/legacy APIs): a run
  * directory made on first use inside the engine's scratch dir. */
 struct mount_scratch {

@@ -8,9 +8,11 @@
  * directories, limit is 500)".
  */
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 
 #include "mount/mount-internal.h"
 
@@ -172,5 +174,34 @@ int mount_set_propagation(int mnt_fd, const char *path, enum mount_propagation p
         }
         if (mount(NULL, path, NULL, ms | (recursive ? MS_REC : 0), NULL) < 0)
                 return util_err_set(err, errno, "set propagation on '%s'", path);
+        return 0;
+}
+
+int mount_open_sub(const struct mount_applied *m, const char *sub, int *ret_fd,
+                   struct util_err *err)
+{
+        _cleanup_close_ int base = -EBADF;
+        int dirfd = m->fd;
+        struct open_how how = {
+                .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+        };
+
+        if (dirfd < 0) {
+                if (!m->path)
+                        return util_err_setx(err, EINVAL, "'%s': the mount has no fd or path",
+                                             sub);
+                base = open(m->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (base < 0)
+                        return util_err_set(err, errno, "open '%s'", m->path);
+                dirfd = base;
+        }
+        int fd = (int)syscall(SYS_openat2, dirfd, sub, &how, sizeof(how));
+        if (fd < 0)
+                return util_err_set(err, errno, "open '%s' inside the mount%s", sub,
+                                    errno == EXDEV || errno == ELOOP
+                                            ? " (it leads out of the mount)"
+                                            : "");
+        *ret_fd = fd;
         return 0;
 }

@@ -98,20 +98,6 @@ static bool has_index(const struct mount_opts *o)
 
 /* ---- fd ---------------------------------------------------------------- */
 
-static int open_beneath(int dirfd, const char *sub, const char *what, int *ret,
-                        struct util_err *err)
-{
-        struct open_how how = {
-                .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-        };
-        int fd = (int)syscall(SYS_openat2, dirfd, sub, &how, sizeof(how));
-        if (fd < 0)
-                return util_err_set(err, errno, "%s: open '%s' inside the layer mount", what, sub);
-        *ret = fd;
-        return 0;
-}
-
 /* O_PATH fd of a plain directory layer, through the cached parent. */
 static int open_plain(struct ovl *v, const char *path, int *ret)
 {
@@ -165,9 +151,12 @@ static int layer_fd(struct ovl *v, const struct mount_layer *l, struct mount_app
                         m->idmap_ns = v->userns;
                 }
                 if (l->path && *l->path) {
-                        r = open_beneath(m->fd, l->path, v->what, ret, err);
+                        r = mount_open_sub(m, l->path, ret, err);
+                        if (r < 0)
+                                return util_err_prefix(err, "%s: layer mount %zu", v->what,
+                                                       l->index);
                         *ret_owned = true;
-                        return r;
+                        return 0;
                 }
                 *ret = m->fd;
                 *ret_owned = false;
@@ -250,6 +239,19 @@ static int layer_path(struct ovl *v, const struct mount_layer *l, struct mount_a
                 if (!base)
                         return util_err_setx(err, EINVAL, "%s: mount %zu has no mountpoint",
                                              v->what, l->index);
+                if (sub && *sub) {
+                        /* Resolved beneath the mount; the kernel gets the fd's
+                         * magic link, which it follows to that directory. */
+                        int fd;
+                        int r = mount_open_sub(&done[l->index], sub, &fd, err);
+                        if (r < 0)
+                                return util_err_prefix(err, "%s: layer mount %zu", v->what,
+                                                       l->index);
+                        v->fds[v->n_fds++] = fd;
+                        if (asprintf(ret, "/proc/self/fd/%d", fd) < 0)
+                                return util_err_set(err, ENOMEM, "%s", v->what);
+                        return 0;
+                }
         }
         char *s = NULL;
         if (asprintf(&s, "%s%s%s", base, sub && *sub ? "/" : "", sub && *sub ? sub : "") < 0)

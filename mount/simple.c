@@ -125,18 +125,23 @@ int mount_userns_for(struct mount_engine *e, const struct mount_opts *o, const c
 /* Source of entry i: a path, or (templates) an earlier mount. */
 struct source {
         const char *path; /* resolved path; NULL when only `fd` is known */
-        int fd;           /* earlier mount's fd, or -EBADF */
-        const char *sub;  /* sub-path inside `fd`, "" for its root */
+        int fd;           /* earlier mount's fd (or a directory inside it), or -EBADF */
         bool is_overlay;  /* the source is an overlay mount */
-        char *owned;      /* storage for path */
+        int owned_fd;     /* a sub-directory fd we opened */
+        char proc_path[32]; /* "/proc/self/fd/N" of owned_fd, for mount(2) */
 };
+
+static void source_done(struct source *s)
+{
+        util_closep(&s->owned_fd);
+}
 
 static int resolve_source(const struct mount_spec *spec, size_t i, struct mount_applied *done,
                           struct source *s, struct util_err *err)
 {
         const char *src = spec->mounts[i].source;
 
-        *s = (struct source){.path = src, .fd = -EBADF, .sub = ""};
+        *s = (struct source){.path = src, .fd = -EBADF, .owned_fd = -EBADF};
         if (!mount_template_has(src))
                 return 0;
 
@@ -150,13 +155,22 @@ static int resolve_source(const struct mount_spec *spec, size_t i, struct mount_
                 return util_err_setx(err, EINVAL, "source '%s': expected one '{{ mount N }}'", src);
         }
         struct mount_applied *m = &done[l[0].index];
+        s->is_overlay = m->is_overlay;
+        if (l[0].path && *l[0].path) {
+                /* "{{ mount N }}/sub": resolved beneath that mount, used by fd
+                 * (new API) or by its magic link (mount(2)). */
+                r = mount_open_sub(m, l[0].path, &s->owned_fd, err);
+                mount_layers_free(l, n);
+                if (r < 0)
+                        return util_err_prefix(err, "source '%s'", src);
+                s->fd = s->owned_fd;
+                snprintf(s->proc_path, sizeof(s->proc_path), "/proc/self/fd/%d", s->owned_fd);
+                s->path = m->fd >= 0 && !m->path ? NULL : s->proc_path;
+                return 0;
+        }
         mount_layers_free(l, n);
         s->fd = m->fd;
-        s->is_overlay = m->is_overlay;
-        if (m->path)
-                s->path = m->path;
-        else
-                s->path = NULL;
+        s->path = m->path;
         return 0;
 }
 
@@ -167,7 +181,7 @@ static int bind_new_api(struct mount_engine *e, const struct mount_opts *o, cons
         _cleanup_close_ int fd = -EBADF;
         unsigned tflags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (o->rbind ? AT_RECURSIVE : 0);
 
-        if (s->fd >= 0 && !s->path)
+        if (s->fd >= 0)
                 fd = open_tree(s->fd, "", tflags | AT_EMPTY_PATH);
         else
                 fd = open_tree(AT_FDCWD, s->path, tflags);
@@ -467,7 +481,7 @@ int mount_simple_apply(struct mount_engine *e, const struct mount_spec *spec, si
         const struct mount_entry *m = &spec->mounts[i];
         bool legacy = e->api == MOUNT_API_LEGACY;
         char what[64];
-        struct source s;
+        _cleanup_(source_done) struct source s = {.fd = -EBADF, .owned_fd = -EBADF};
 
         snprintf(what, sizeof(what), "mounts[%zu]", i);
         if (legacy && !where)
@@ -477,7 +491,7 @@ int mount_simple_apply(struct mount_engine *e, const struct mount_spec *spec, si
         if (r < 0)
                 return util_err_prefix(err, "%s", what);
         if (is_fuse(m->type)) {
-                if (!s.path || o->loop || o->bind || o->rbind)
+                if (!s.path || s.fd >= 0 || o->loop || o->bind || o->rbind)
                         return util_err_setx(err, EINVAL,
                                              "%s: a FUSE mount takes a plain source (no loop, "
                                              "bind or earlier detached mount)",

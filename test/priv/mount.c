@@ -800,3 +800,58 @@ Test(mount, find_by_source_and_mountpoint_queries)
         cr_assert_eq(mount_find_by_source("no-such-source", &mi, &err), -ENOENT);
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
 }
+
+/* ---- sub-directories of earlier mounts are resolved beneath them ---- */
+
+/* An ext4 image holding sub/f and two symlinks that lead out of it. */
+static const char *image_with_escapes(void)
+{
+        priv_require_prog("mkfs.ext4");
+        const char *dir = keep(priv_path("%s/content", priv_tmpdir()));
+        mkdir_p(priv_path("%s/sub", dir));
+        write_file(priv_path("%s/sub/f", dir), "inside");
+        cr_assert_eq(symlink("/etc", priv_path("%s/abs", dir)), 0, "%m");
+        cr_assert_eq(symlink("../../../..", priv_path("%s/rel", dir)), 0, "%m");
+        const char *img = keep(priv_path("%s/esc.img", priv_tmpdir()));
+        const char *mkfs[] = {"mkfs.ext4", "-q", "-F", "-d", dir, img, "8M", NULL};
+        cr_assert_eq(priv_run(mkfs), 0);
+        return img;
+}
+
+Test(mount, template_sub_directory_is_resolved_beneath_the_mount)
+{
+        const char *img = image_with_escapes();
+        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        mkdir_p(target);
+        char json[2048];
+        snprintf(json, sizeof(json),
+                 "[{\"type\":\"ext4\",\"source\":\"%s\",\"options\":[\"loop\",\"ro\"]},"
+                 " {\"type\":\"bind\",\"source\":\"{{ mount 0 }}/sub\",\"options\":[\"rbind\","
+                 "\"ro\"]}]",
+                 img);
+        struct mount_spec *spec = NULL;
+        struct util_err err = {0};
+        cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
+        defer(spec_free, spec);
+        cr_assert_eq(mount_engine_apply(engine(), spec, target, "t", NULL, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(read_file(priv_path("%s/f", target)), "inside");
+        cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);
+        cr_assert_eq(test_devices(), 0);
+
+        /* Symlinks in the image never lead the engine out of it. */
+        for (int k = 0; k < 2; k++) {
+                const char *link = k ? "rel" : "abs";
+                snprintf(json, sizeof(json),
+                         "[{\"type\":\"ext4\",\"source\":\"%s\",\"options\":[\"loop\",\"ro\"]},"
+                         " {\"type\":\"bind\",\"source\":\"{{ mount 0 }}/%s\",\"options\":"
+                         "[\"rbind\"]}]",
+                         img, link);
+                expect_apply_error(json, -EXDEV, "leads out of the mount");
+                snprintf(json, sizeof(json),
+                         "[{\"type\":\"ext4\",\"source\":\"%s\",\"options\":[\"loop\",\"ro\"]},"
+                         " {\"type\":\"overlay\",\"source\":\"overlay\",\"options\":["
+                         "\"lowerdir={{ mount 0 }}/sub:{{ mount 0 }}/%s\"]}]",
+                         img, link);
+                expect_apply_error(json, -EXDEV, "leads out of the mount");
+        }
+}
