@@ -189,8 +189,7 @@ int mount_open_sub(const struct mount_applied *m, const char *sub, int *ret_fd,
 
         if (dirfd < 0) {
                 if (!m->path)
-                        return util_err_setx(err, EINVAL, "'%s': the mount has no fd or path",
-                                             sub);
+                        return util_err_setx(err, EINVAL, "'%s': the mount has no fd or path", sub);
                 base = open(m->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 if (base < 0)
                         return util_err_set(err, errno, "open '%s'", m->path);
@@ -198,10 +197,9 @@ int mount_open_sub(const struct mount_applied *m, const char *sub, int *ret_fd,
         }
         int fd = (int)syscall(SYS_openat2, dirfd, sub, &how, sizeof(how));
         if (fd < 0)
-                return util_err_set(err, errno, "open '%s' inside the mount%s", sub,
-                                    errno == EXDEV || errno == ELOOP
-                                            ? " (it leads out of the mount)"
-                                            : "");
+                return util_err_set(
+                        err, errno, "open '%s' inside the mount%s", sub,
+                        errno == EXDEV || errno == ELOOP ? " (it leads out of the mount)" : "");
         *ret_fd = fd;
         return 0;
 }
