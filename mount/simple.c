@@ -101,17 +101,28 @@ static int join_data(const struct mount_opts *o, const char *extra, char **ret,
         return 0;
 }
 
+/* Ranges in a mount option are separated by spaces ("0:1:1 1:2:3"): a ','
+ * would end the option. idmap_parse wants containerd's ',' form. */
+static char *ranges_from_option(const char *v)
+{
+        char *s = strdup(v);
+        for (char *p = s; p && *p; p++)
+                if (*p == ' ')
+                        *p = ',';
+        return s;
+}
+
 int mount_userns_for(struct mount_engine *e, const struct mount_opts *o, const char *what,
                      int *ret_fd, struct util_err *err)
 {
         /* Large (340 ranges each): not on the stack of a thread. */
         _cleanup_free_ struct idmap_map *uid = calloc(1, sizeof(*uid));
         _cleanup_free_ struct idmap_map *gid = calloc(1, sizeof(*gid));
+        _cleanup_free_ char *us = ranges_from_option(o->uidmap ? o->uidmap : o->gidmap);
+        _cleanup_free_ char *gs = ranges_from_option(o->gidmap ? o->gidmap : o->uidmap);
 
-        if (!uid || !gid)
+        if (!uid || !gid || !us || !gs)
                 return util_err_set(err, ENOMEM, "%s: id map", what);
-        const char *us = o->uidmap ? o->uidmap : o->gidmap;
-        const char *gs = o->gidmap ? o->gidmap : o->uidmap;
         int r = idmap_parse(us, "uidmap", uid, err);
         if (r >= 0)
                 r = idmap_parse(gs, "gidmap", gid, err);
@@ -124,10 +135,10 @@ int mount_userns_for(struct mount_engine *e, const struct mount_opts *o, const c
 
 /* Source of entry i: a path, or (templates) an earlier mount. */
 struct source {
-        const char *path; /* resolved path; NULL when only `fd` is known */
-        int fd;           /* earlier mount's fd (or a directory inside it), or -EBADF */
-        bool is_overlay;  /* the source is an overlay mount */
-        int owned_fd;     /* a sub-directory fd we opened */
+        const char *path;   /* resolved path; NULL when only `fd` is known */
+        int fd;             /* earlier mount's fd (or a directory inside it), or -EBADF */
+        bool is_overlay;    /* the source is an overlay mount */
+        int owned_fd;       /* a sub-directory fd we opened */
         char proc_path[32]; /* "/proc/self/fd/N" of owned_fd, for mount(2) */
 };
 

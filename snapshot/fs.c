@@ -235,9 +235,41 @@ static int fs_size_check(const char *path, const char *type, uint64_t min, struc
 
 /* ---- ext4 --------------------------------------------------------------- */
 
-static int ext4_mkfs(const char *path, uint32_t root_uid, uint32_t root_gid, struct util_err *err)
+/* A "new-skel-*" directory next to `path` holding upper/ and work/ owned
+ * by uid:gid, for mkfs.ext4 -d (which copies owners and modes). Swept like
+ * every new-* leftover if we crash. */
+static int ext4_skeleton(const char *path, uint32_t uid, uint32_t gid, char *ret, size_t size,
+                         struct util_err *err)
 {
-        char tool[64], ext_opts[128];
+        const char *slash = strrchr(path, '/');
+        int plen = slash ? (int)(slash - path) : 1;
+        snprintf(ret, size, "%.*s/new-skel-XXXXXX", plen, slash ? path : ".");
+        if (!mkdtemp(ret))
+                return util_err_set(err, errno, "create '%s'", ret);
+        static const char *const dirs[] = {"upper", "work"};
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(dirs); k++) {
+                char d[4200];
+                snprintf(d, sizeof(d), "%s/%s", ret, dirs[k]);
+                if (mkdir(d, 0755) < 0 || chown(d, uid, gid) < 0 || chmod(d, 0755) < 0)
+                        return util_err_set(err, errno, "create '%s'", d);
+        }
+        return 0;
+}
+
+static void ext4_skeleton_remove(const char *skel)
+{
+        char d[4200];
+        snprintf(d, sizeof(d), "%s/upper", skel);
+        (void)rmdir(d);
+        snprintf(d, sizeof(d), "%s/work", skel);
+        (void)rmdir(d);
+        (void)rmdir(skel);
+}
+
+static int ext4_mkfs(const char *path, uint32_t root_uid, uint32_t root_gid, bool overlay_dirs,
+                     struct util_err *err)
+{
+        char tool[64], ext_opts[128], skel[4096] = "";
         int r;
 
         r = fs_size_check(path, "ext4", FS_EXT4_MIN_SIZE, err);
@@ -249,10 +281,22 @@ static int ext4_mkfs(const char *path, uint32_t root_uid, uint32_t root_gid, str
         snprintf(ext_opts, sizeof(ext_opts),
                  "lazy_itable_init=1,lazy_journal_init=1,root_owner=%" PRIu32 ":%" PRIu32, root_uid,
                  root_gid);
+        if (overlay_dirs) {
+                r = ext4_skeleton(path, root_uid, root_gid, skel, sizeof(skel), err);
+                if (r < 0) {
+                        if (strstr(skel, "new-skel-") && !strstr(skel, "XXXXXX"))
+                                ext4_skeleton_remove(skel);
+                        return util_err_prefix(err, "mkfs.ext4 '%s'", path);
+                }
+        }
         /* -F: no "contains a file system, proceed?" prompt on a regular file
-         * (stdin is /dev/null anyway). -q: only errors on stderr. */
-        char *const argv[] = {tool, "-q", "-F", "-E", ext_opts, (char *)path, NULL};
-        r = fs_tool_run(argv, /* proto_fd= */ -1, err);
+         * (stdin is /dev/null anyway). -q: only errors on stderr. -d: populate
+         * from the skeleton (upper/ and work/). */
+        char *const argv_d[] = {tool, "-q", "-F", "-E", ext_opts, "-d", skel, (char *)path, NULL};
+        char *const argv_p[] = {tool, "-q", "-F", "-E", ext_opts, (char *)path, NULL};
+        r = fs_tool_run(overlay_dirs ? argv_d : argv_p, /* proto_fd= */ -1, err);
+        if (overlay_dirs)
+                ext4_skeleton_remove(skel);
         if (r < 0)
                 return util_err_prefix(err, "mkfs.ext4 '%s'", path);
         return 0;
@@ -281,10 +325,11 @@ static const struct snap_fs_ops snap_fs_ext4 = {
  * (empty) root directory. The protofile is a memfd handed to the child as
  * fd FS_PROTO_FD, so no temporary file is left anywhere.
  */
-static int xfs_mkfs(const char *path, uint32_t root_uid, uint32_t root_gid, struct util_err *err)
+static int xfs_mkfs(const char *path, uint32_t root_uid, uint32_t root_gid, bool overlay_dirs,
+                    struct util_err *err)
 {
         _cleanup_close_ int proto = -EBADF;
-        char tool[64], text[128], proto_path[32];
+        char tool[64], text[256], proto_path[32];
         int r;
 
         r = fs_size_check(path, "xfs", FS_XFS_MIN_SIZE, err);
@@ -294,8 +339,17 @@ static int xfs_mkfs(const char *path, uint32_t root_uid, uint32_t root_gid, stru
         if (r < 0)
                 return r;
 
-        int len = snprintf(text, sizeof(text), "loopsnap\n0 0\nd--755 %" PRIu32 " %" PRIu32 "\n$\n",
-                           root_uid, root_gid);
+        /* With overlay_dirs the root holds two empty directories, each line
+         * "name mode uid gid" followed by its own "$". */
+        int len = overlay_dirs
+                          ? snprintf(text, sizeof(text),
+                                     "loopsnap\n0 0\nd--755 %" PRIu32 " %" PRIu32 "\n"
+                                     "upper d--755 %" PRIu32 " %" PRIu32 "\n$\n"
+                                     "work d--755 %" PRIu32 " %" PRIu32 "\n$\n$\n",
+                                     root_uid, root_gid, root_uid, root_gid, root_uid, root_gid)
+                          : snprintf(text, sizeof(text),
+                                     "loopsnap\n0 0\nd--755 %" PRIu32 " %" PRIu32 "\n$\n", root_uid,
+                                     root_gid);
         proto = memfd_create("loopsnap-xfs-proto", MFD_CLOEXEC);
         if (proto < 0)
                 return util_err_set(err, errno, "mkfs.xfs '%s': memfd_create", path);

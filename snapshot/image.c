@@ -171,7 +171,7 @@ static int template_rename_noreplace(int dirfd, const char *from, const char *to
  */
 static int template_create(const char *dir, int dirfd, const char *name,
                            const struct snap_fs_ops *ops, uint64_t size, uint32_t root_uid,
-                           uint32_t root_gid, bool replace, struct util_err *err)
+                           uint32_t root_gid, bool overlay_dirs, bool replace, struct util_err *err)
 {
         /* Declared before fd: the fd is closed first, then the name unlinked
          * (order does not matter to the kernel, but it reads naturally). */
@@ -188,7 +188,7 @@ static int template_create(const char *dir, int dirfd, const char *name,
         if (ftruncate(fd, (off_t)size) < 0)
                 return util_err_set(err, errno, "truncate '%s' to %" PRIu64, path, size);
 
-        r = ops->mkfs(path, root_uid, root_gid, err);
+        r = ops->mkfs(path, root_uid, root_gid, overlay_dirs, err);
         if (r < 0)
                 return r;
         if (!ops->magic_ok(fd))
@@ -226,7 +226,8 @@ static int template_create(const char *dir, int dirfd, const char *name,
 }
 
 int snap_image_template(const char *templates_dir, const char *fstype, uint64_t size,
-                        uint32_t root_uid, uint32_t root_gid, char **ret, struct util_err *err)
+                        uint32_t root_uid, uint32_t root_gid, bool overlay_dirs, char **ret,
+                        struct util_err *err)
 {
         _cleanup_close_ int dirfd = -EBADF;
         _cleanup_free_ char *path = NULL;
@@ -244,8 +245,8 @@ int snap_image_template(const char *templates_dir, const char *fstype, uint64_t 
         dirfd = open(templates_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
                 return util_err_set(err, errno, "open templates directory '%s'", templates_dir);
-        snprintf(name, sizeof(name), "%s-%" PRIu64 "-%" PRIu32 "-%" PRIu32 ".img", ops->name, size,
-                 root_uid, root_gid);
+        snprintf(name, sizeof(name), "%s-%" PRIu64 "-%" PRIu32 "-%" PRIu32 "%s.img", ops->name,
+                 size, root_uid, root_gid, overlay_dirs ? "-ovl" : "");
         if (asprintf(&path, "%s/%s", templates_dir, name) < 0) {
                 path = NULL;
                 return util_err_set(err, ENOMEM, "template '%s'", name);
@@ -254,6 +255,7 @@ int snap_image_template(const char *templates_dir, const char *fstype, uint64_t 
         r = template_check(dirfd, name, ops, size, err);
         if (r == -ENOENT || r == -EUCLEAN)
                 r = template_create(templates_dir, dirfd, name, ops, size, root_uid, root_gid,
+                                    overlay_dirs,
                                     /* replace= */ r == -EUCLEAN, err);
         if (r < 0)
                 return util_err_prefix(err, "template %s %" PRIu64 " %" PRIu32 ":%" PRIu32,

@@ -33,10 +33,13 @@ struct snap_fs_ops {
         /*
          * Formats the file `path` (already created at its full sparse size)
          * non-interactively, with lazy initialisation where the tool has it,
-         * and the root directory owned by uid:gid. Runs the mkfs tool as a
+         * and the root directory owned by uid:gid; with overlay_dirs also
+         * the directories upper/ and work/ (0755, owned by uid:gid), which an
+         * overlay layout's writable image needs. Runs the mkfs tool as a
          * child (stdin /dev/null, its stderr kept for the error message).
          */
-        int (*mkfs)(const char *path, uint32_t root_uid, uint32_t root_gid, struct util_err *err);
+        int (*mkfs)(const char *path, uint32_t root_uid, uint32_t root_gid, bool overlay_dirs,
+                    struct util_err *err);
         /* Whether the superblock magic at the start of fd is this type's. */
         bool (*magic_ok)(int fd);
 };
@@ -62,7 +65,8 @@ const struct snap_fs_ops *snap_fs_lookup(const char *name);
  * "new-*" file is left behind and *ret is not touched.
  */
 int snap_image_template(const char *templates_dir, const char *fstype, uint64_t size,
-                        uint32_t root_uid, uint32_t root_gid, char **ret, struct util_err *err);
+                        uint32_t root_uid, uint32_t root_gid, bool overlay_dirs, char **ret,
+                        struct util_err *err);
 
 enum snap_clone_method {
         SNAP_CLONE_REFLINK = 1, /* FICLONE: shares every block */

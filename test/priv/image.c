@@ -73,7 +73,7 @@ static char *make_template(const char *dir, const char *fstype, uint64_t size, u
 {
         struct util_err err = {0};
         char *path = NULL;
-        int r = snap_image_template(dir, fstype, size, uid, gid, &path, &err);
+        int r = snap_image_template(dir, fstype, size, uid, gid, false, &path, &err);
         cr_assert_eq(r, 0, "template %s in %s: %d %s", fstype, dir, r, err.msg);
         cr_assert_not_null(path);
         cr_assert_eq(err.errnum, 0, "err touched on success");
@@ -404,7 +404,7 @@ Test(image, unknown_fstype_and_bad_arguments_fail_clearly)
         struct util_err err = {0};
         char *path = (char *)"untouched";
 
-        int r = snap_image_template(dir, "btrfs", 1 * GiB, 0, 0, &path, &err);
+        int r = snap_image_template(dir, "btrfs", 1 * GiB, 0, 0, false, &path, &err);
         cr_assert_eq(r, -EINVAL);
         cr_assert(strstr(err.msg, "'btrfs'"), "message names the type: %s", err.msg);
         cr_assert_str_eq(path, "untouched", "ret written on failure");
@@ -415,23 +415,23 @@ Test(image, unknown_fstype_and_bad_arguments_fail_clearly)
         cr_assert(strstr(err.msg, "'nosuchfs'"), "%s", err.msg);
 
         util_err_clear(&err);
-        r = snap_image_template(dir, "ext4", 0, 0, 0, &path, &err);
+        r = snap_image_template(dir, "ext4", 0, 0, 0, false, &path, &err);
         cr_assert_eq(r, -EINVAL, "size 0: %d %s", r, err.msg);
 
         /* Below the filesystem's minimum: refused before mkfs, nothing left. */
         util_err_clear(&err);
-        r = snap_image_template(dir, "ext4", 1 * MiB, 0, 0, &path, &err);
+        r = snap_image_template(dir, "ext4", 1 * MiB, 0, 0, false, &path, &err);
         cr_assert_eq(r, -EINVAL, "1 MiB ext4: %d %s", r, err.msg);
         cr_log_info("refused as expected: %s", err.msg);
         util_err_clear(&err);
-        r = snap_image_template(dir, "xfs", 100 * MiB, 0, 0, &path, &err);
+        r = snap_image_template(dir, "xfs", 100 * MiB, 0, 0, false, &path, &err);
         cr_assert_eq(r, -EINVAL, "100 MiB xfs: %d %s", r, err.msg);
         cr_assert(strstr(err.msg, "300 MiB"), "%s", err.msg);
         cr_log_info("refused as expected: %s", err.msg);
 
         util_err_clear(&err);
         const char *missing = priv_path("%s/no-such-dir", priv_tmpdir());
-        r = snap_image_template(missing, "ext4", 64 * MiB, 0, 0, &path, &err);
+        r = snap_image_template(missing, "ext4", 64 * MiB, 0, 0, false, &path, &err);
         cr_assert_eq(r, -ENOENT);
         cr_assert(strstr(err.msg, missing), "message names the directory: %s", err.msg);
 
@@ -467,7 +467,7 @@ static int concurrent_worker(int barrier_fd, const char *dir, const char *fstype
         /* Wait until the parent releases every worker at once (EOF). */
         while (read(barrier_fd, &c, 1) < 0 && errno == EINTR)
                 ;
-        int r = snap_image_template(dir, fstype, size, 7, 7, &path, &err);
+        int r = snap_image_template(dir, fstype, size, 7, 7, false, &path, &err);
         if (r < 0) {
                 fprintf(stderr, "worker %d: %s\n", (int)getpid(), err.msg);
                 return 1;

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The overlay layout's mount specs (shapes in snapshot.h). A spec is built
+ * from metadata alone — the snapshot's id and kind, its parent chain, its
+ * mapping labels — and the root's fixed settings, so the same key yields
+ * the same spec forever (a spec that changed after commit broke
+ * containerd's erofs snapshotter with ESTALE).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "snapshot/snapshot-internal.h"
+
+static const char *label_get(const struct snap_info *i, const char *key)
+{
+        for (size_t k = 0; k < i->n_labels; k++)
+                if (strcmp(i->labels[k].key, key) == 0)
+                        return i->labels[k].value;
+        return NULL;
+}
+
+/* "uidmap=c:h:s c:h:s": a ',' would end the option (mount.md). */
+static char *map_option(const char *name, const char *label)
+{
+        char *s = NULL;
+        if (asprintf(&s, "%s=%s", name, label) < 0)
+                return NULL;
+        for (char *p = s; *p; p++)
+                if (*p == ',')
+                        *p = ' ';
+        return s;
+}
+
+struct builder {
+        struct snap_root *r;
+        struct mount_spec *spec;
+        char *uidmap, *gidmap; /* options, or NULL */
+};
+
+static int add(struct builder *b, const char *type, const char *source, const char *const *options,
+               struct util_err *err)
+{
+        /* Up to 6 given options plus the two maps. */
+        const char *opts[9] = {0};
+        size_t n = 0;
+        for (; options && options[n] && n < 6; n++)
+                opts[n] = options[n];
+        return mount_spec_add(b->spec, type, source, NULL, opts, err);
+}
+
+static int add_mapped(struct builder *b, const char *type, const char *source,
+                      const char *const *options, struct util_err *err)
+{
+        const char *opts[9] = {0};
+        size_t n = 0;
+        for (; options && options[n] && n < 6; n++)
+                opts[n] = options[n];
+        if (b->uidmap)
+                opts[n++] = b->uidmap;
+        if (b->gidmap)
+                opts[n++] = b->gidmap;
+        return mount_spec_add(b->spec, type, source, NULL, opts, err);
+}
+
+static int add_image(struct builder *b, int64_t id, bool rw, struct util_err *err)
+{
+        _cleanup_free_ char *img = snap_path(b->r, "snapshots/%lld/fs.img", (long long)id);
+        bool xfs = strcmp(b->r->writable_fs, "xfs") == 0;
+        /* Every clone of a template shares its UUID; xfs refuses a second
+         * mount of a UUID unless told not to check. */
+        const char *opts[] = {rw ? "rw" : "ro", "loop", xfs ? "nouuid" : NULL, NULL};
+        if (!img)
+                return util_err_set(err, ENOMEM, "mount spec");
+        return add(b, b->r->writable_fs, img, opts, err);
+}
+
+int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct mount_spec **ret,
+                     struct util_err *err)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        _cleanup_free_ int64_t *parents = NULL;
+        size_t n = 0;
+        struct builder b = {.r = r};
+        char lower[96];
+        int rc;
+
+        if (i->kind != SNAP_KIND_ACTIVE && i->kind != SNAP_KIND_VIEW)
+                return util_err_setx(err, EBUSY,
+                                     "'%s' is %s: only active snapshots and views "
+                                     "have mounts",
+                                     i->name, snap_kind_name(i->kind));
+        rc = snap_store_parents(r->store, i->id, &parents, &n, err);
+        if (rc < 0)
+                return rc;
+        if (mount_spec_new(&spec) < 0)
+                return util_err_set(err, ENOMEM, "mount spec");
+        b.spec = spec;
+        const char *um = label_get(i, SNAP_LABEL_UIDMAPPING);
+        const char *gm = label_get(i, SNAP_LABEL_GIDMAPPING);
+        if (um && !(b.uidmap = map_option("uidmap", um)))
+                return util_err_set(err, ENOMEM, "mount spec");
+        if (gm && !(b.gidmap = map_option("gidmap", gm))) {
+                free(b.uidmap);
+                return util_err_set(err, ENOMEM, "mount spec");
+        }
+
+        /* mounts[0..n-1]: the parents' images, nearest first (= topmost). */
+        for (size_t k = 0; k < n && (rc = add_image(&b, parents[k], false, err)) >= 0; k++)
+                ;
+        if (rc >= 0) {
+                if (n == 1)
+                        snprintf(lower, sizeof(lower), "lowerdir={{ mount 0 }}/upper");
+                else
+                        snprintf(lower, sizeof(lower), "lowerdir={{ overlay 0 %zu }}/upper",
+                                 n ? n - 1 : 0);
+        }
+        if (rc >= 0 && i->kind == SNAP_KIND_ACTIVE) {
+                rc = add_image(&b, i->id, true, err);
+                if (rc >= 0 && n == 0) {
+                        const char *o[] = {"rbind", "rw", NULL};
+                        rc = add(&b, "bind", "{{ mount 0 }}/upper", o, err);
+                } else if (rc >= 0) {
+                        char up[64], wk[64];
+                        snprintf(up, sizeof(up), "upperdir={{ mount %zu }}/upper", n);
+                        snprintf(wk, sizeof(wk), "workdir={{ mount %zu }}/work", n);
+                        const char *o[] = {lower, up, wk, NULL};
+                        rc = add_mapped(&b, "overlay", "overlay", o, err);
+                }
+        } else if (rc >= 0) {
+                if (n == 0) {
+                        _cleanup_free_ char *empty =
+                                snap_path(r, "snapshots/%lld/empty", (long long)i->id);
+                        const char *o[] = {"rbind", "ro", NULL};
+                        rc = empty ? add(&b, "bind", empty, o, err)
+                                   : util_err_set(err, ENOMEM, "mount spec");
+                } else if (n == 1) {
+                        const char *o[] = {"rbind", "ro", NULL};
+                        rc = add_mapped(&b, "bind", "{{ mount 0 }}/upper", o, err);
+                } else {
+                        const char *o[] = {lower, "ro", NULL};
+                        rc = add_mapped(&b, "overlay", "overlay", o, err);
+                }
+        }
+        free(b.uidmap);
+        free(b.gidmap);
+        if (rc < 0)
+                return util_err_prefix(err, "mounts of '%s'", i->name);
+        *ret = TAKE_PTR(spec);
+        return 0;
+}

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * containerd's snapshot operations on a root (DESIGN §4, §5).
+ *
+ * Crash safety, per operation (a crash at any instant leaves the old or the
+ * new state, at worst orphans that snap_cleanup removes):
+ *   prepare/view  clone the template to tmp/new-* (no fsync: a clone that
+ *                 was never mounted is re-verified before use), then in one
+ *                 write transaction: insert the row, mkdir snapshots/<id>,
+ *                 rename the clone into it, commit. A crash before the
+ *                 commit leaves tmp/new-* or snapshots/<id> without a row.
+ *   commit        refused while the image is attached; a temporary mount to
+ *                 trim it and count size and inodes; then one transaction
+ *                 turns the row committed (same id, same file). The image is
+ *                 made read-only (0400): committed images are never written.
+ *   remove        one transaction: delete the row, rename snapshots/<id> to
+ *                 trash/; after the commit, delete the trash entry. A crash
+ *                 leaves the trash entry (or, before the commit, everything
+ *                 as it was).
+ * While a prepare has files in tmp/ it holds the root lock shared; cleanup
+ * takes it exclusive, so it never deletes a file a live prepare owns.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "idmap/idmap.h"
+#include "loop/loop.h"
+#include "snapshot/snapshot-internal.h"
+
+static const char *label_value(const struct snap_label *l, size_t n, const char *key)
+{
+        for (size_t k = 0; k < n; k++)
+                if (strcmp(l[k].key, key) == 0)
+                        return l[k].value;
+        return NULL;
+}
+
+/* The labels that reach mount options or image sizes, checked up front. */
+struct params {
+        uint64_t size;
+        uint32_t root_uid, root_gid;
+};
+
+static int host_root(const char *label, const char *value, uint32_t *ret, struct util_err *err)
+{
+        _cleanup_free_ struct idmap_map *m = calloc(1, sizeof(*m));
+        if (!m)
+                return util_err_set(err, ENOMEM, "label '%s'", label);
+        int r = idmap_parse(value, label, m, err);
+        if (r < 0)
+                return r;
+        if (!idmap_map_to_host(m, 0, ret))
+                return util_err_setx(err, EINVAL, "label '%s': '%s' does not map root (0)", label,
+                                     value);
+        return 0;
+}
+
+static int params_from_labels(struct snap_root *r, const struct snap_label *l, size_t n,
+                              struct params *p, struct util_err *err)
+{
+        const char *ms = label_value(l, n, SNAP_LABEL_MAX_SIZE);
+        const char *um = label_value(l, n, SNAP_LABEL_UIDMAPPING);
+        const char *gm = label_value(l, n, SNAP_LABEL_GIDMAPPING);
+
+        *p = (struct params){.size = r->writable_size};
+        if (ms && util_parse_u64(ms, &p->size) < 0)
+                return util_err_setx(err, EINVAL, "label '%s': '%s' is not a number of bytes",
+                                     SNAP_LABEL_MAX_SIZE, ms);
+        if (um && host_root(SNAP_LABEL_UIDMAPPING, um, &p->root_uid, err) < 0)
+                return -EINVAL;
+        if (gm && host_root(SNAP_LABEL_GIDMAPPING, gm, &p->root_gid, err) < 0)
+                return -EINVAL;
+        if (um && !gm)
+                p->root_gid = p->root_uid;
+        if (gm && !um)
+                p->root_uid = p->root_gid;
+        return 0;
+}
+
+/* tmp/new-<random>[.img]; *ret malloc'ed. */
+static int tmp_name(struct snap_root *r, const char *suffix, char **ret, struct util_err *err)
+{
+        *ret = snap_path(r, "tmp/new-%08x%08x%s", util_random_u32(), util_random_u32(), suffix);
+        return *ret ? 0 : util_err_set(err, ENOMEM, "tmp name");
+}
+
+static int create(struct snap_root *r, enum snap_kind kind, const char *key, const char *parent,
+                  const struct snap_label *labels, size_t n_labels, struct mount_spec **ret_mounts,
+                  struct util_err *err)
+{
+        _cleanup_free_ char *tmp = NULL, *tmpl = NULL, *dir = NULL, *dst = NULL;
+        struct snap_info info = {0};
+        struct params p;
+        bool in_txn = false, moved = false;
+        int rc;
+
+        if ((rc = snap_key_check(key, err)) < 0 ||
+            (rc = snap_labels_check(labels, n_labels, err)) < 0 ||
+            (rc = params_from_labels(r, labels, n_labels, &p, err)) < 0)
+                goto fail;
+
+        /* Shared: cleanup (exclusive) must not take our tmp/ files. */
+        if ((rc = flock(r->lock_fd, LOCK_SH)) < 0) {
+                rc = util_err_set(err, errno, "lock the root");
+                goto fail;
+        }
+        if (kind == SNAP_KIND_ACTIVE) {
+                _cleanup_free_ char *templates = snap_path(r, "templates");
+                rc = templates ? snap_image_template(templates, r->writable_fs, p.size, p.root_uid,
+                                                     p.root_gid, true, &tmpl, err)
+                               : util_err_set(err, ENOMEM, "templates");
+                if (rc >= 0)
+                        rc = tmp_name(r, ".img", &tmp, err);
+                if (rc >= 0)
+                        rc = snap_image_clone(tmpl, tmp, NULL, err);
+        } else {
+                rc = tmp_name(r, "", &tmp, err);
+                if (rc >= 0 && mkdir(tmp, 0700) < 0)
+                        rc = util_err_set(err, errno, "create '%s'", tmp);
+        }
+        if (rc < 0)
+                goto fail;
+
+        if ((rc = snap_store_begin(r->store, true, err)) < 0)
+                goto fail;
+        in_txn = true;
+        if ((rc = snap_store_create(r->store, kind, key, parent, labels, n_labels, &info, err)) < 0)
+                goto fail;
+        dir = snap_path(r, "snapshots/%lld", (long long)info.id);
+        dst = snap_path(r, "snapshots/%lld/%s", (long long)info.id,
+                        kind == SNAP_KIND_ACTIVE ? "fs.img" : "empty");
+        if (!dir || !dst) {
+                rc = util_err_set(err, ENOMEM, "prepare");
+                goto fail;
+        }
+        /* A directory without a row: a crash's orphan (ids of rolled-back
+         * creations come back). Move it out of the way; cleanup deletes it. */
+        if (access(dir, F_OK) == 0) {
+                _cleanup_free_ char *orphan = NULL;
+                if (tmp_name(r, "", &orphan, err) < 0 || rename(dir, orphan) < 0) {
+                        rc = util_err_set(err, errno ? errno : ENOMEM, "move orphan '%s'", dir);
+                        goto fail;
+                }
+        }
+        if (mkdir(dir, 0700) < 0) {
+                rc = util_err_set(err, errno, "create '%s'", dir);
+                goto fail;
+        }
+        if (rename(tmp, dst) < 0) {
+                rc = util_err_set(err, errno, "rename '%s' to '%s'", tmp, dst);
+                goto fail;
+        }
+        moved = true;
+        if ((rc = snap_store_commit(r->store, err)) < 0)
+                goto fail;
+        in_txn = false;
+        (void)flock(r->lock_fd, LOCK_UN);
+
+        if (ret_mounts) {
+                rc = snap_layout_spec(r, &info, ret_mounts, err);
+                if (rc < 0)
+                        goto out;
+        }
+        rc = 0;
+        goto out;
+fail:
+        if (in_txn)
+                snap_store_rollback(r->store);
+        if (moved)
+                (void)rename(dst, tmp);
+        if (dir)
+                (void)rmdir(dir);
+        if (tmp) {
+                if (kind == SNAP_KIND_ACTIVE)
+                        (void)unlink(tmp);
+                else
+                        (void)rmdir(tmp);
+        }
+        (void)flock(r->lock_fd, LOCK_UN);
+        util_err_prefix(err, "%s '%s'", kind == SNAP_KIND_ACTIVE ? "prepare" : "view", key);
+out:
+        snap_info_done(&info);
+        return rc;
+}
+
+int snap_prepare(struct snap_root *r, const char *key, const char *parent,
+                 const struct snap_label *labels, size_t n_labels, struct mount_spec **ret_mounts,
+                 struct util_err *err)
+{
+        return create(r, SNAP_KIND_ACTIVE, key, parent, labels, n_labels, ret_mounts, err);
+}
+
+int snap_view(struct snap_root *r, const char *key, const char *parent,
+              const struct snap_label *labels, size_t n_labels, struct mount_spec **ret_mounts,
+              struct util_err *err)
+{
+        return create(r, SNAP_KIND_VIEW, key, parent, labels, n_labels, ret_mounts, err);
+}
+
+int snap_mounts(struct snap_root *r, const char *key, struct mount_spec **ret, struct util_err *err)
+{
+        struct snap_info info = {0};
+        int rc = snap_store_get(r->store, key, &info, err);
+        if (rc >= 0)
+                rc = snap_layout_spec(r, &info, ret, err);
+        snap_info_done(&info);
+        return rc < 0 ? util_err_prefix(err, "mounts '%s'", key) : 0;
+}
+
+/* Mounts the image at a private tmp/ point, trims it, counts what is used. */
+static int measure(struct snap_root *r, const char *img, int64_t id, uint64_t *size,
+                   uint64_t *inodes, struct util_err *err)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        _cleanup_free_ char *point = NULL;
+        char tagid[32];
+        const char *opts[] = {"rw", "loop", strcmp(r->writable_fs, "xfs") ? NULL : "nouuid", NULL};
+        int rc;
+
+        if ((rc = tmp_name(r, "", &point, err)) < 0)
+                return rc;
+        if (mkdir(point, 0700) < 0)
+                return util_err_set(err, errno, "create '%s'", point);
+        if (mount_spec_new(&spec) < 0 ||
+            (rc = mount_spec_add(spec, r->writable_fs, img, NULL, opts, err)) < 0) {
+                (void)rmdir(point);
+                return rc < 0 ? rc : util_err_set(err, ENOMEM, "commit");
+        }
+        snprintf(tagid, sizeof(tagid), "commit-%lld", (long long)id);
+        rc = mount_engine_apply(r->engine, spec, point, tagid, NULL, err);
+        if (rc < 0) {
+                (void)rmdir(point);
+                return rc;
+        }
+        _cleanup_close_ int fd = open(point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct fstrim_range trim = {.start = 0, .len = UINT64_MAX, .minlen = 0};
+        /* Give the blocks of deleted files back to the host file: committed
+         * images stay small. Not every setup can (EOPNOTSUPP): fine. */
+        if (fd >= 0 && ioctl(fd, FITRIM, &trim) < 0 && errno != EOPNOTSUPP)
+                util_debug(UTIL_DBG_SNAP, "FITRIM '%s': %s", img, strerror(errno));
+        struct statvfs sv;
+        if (fd >= 0 && fstatvfs(fd, &sv) == 0) {
+                *size = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+                *inodes = (uint64_t)(sv.f_files - sv.f_ffree);
+        } else {
+                rc = util_err_set(err, errno, "statvfs '%s'", point);
+        }
+        util_closep(&fd);
+        fd = -EBADF;
+        int ur = mount_unmount_all(point, err);
+        (void)rmdir(point);
+        return rc < 0 ? rc : ur < 0 ? ur : 0;
+}
+
+int snap_commit(struct snap_root *r, const char *name, const char *key,
+                const struct snap_label *labels, size_t n_labels, struct util_err *err)
+{
+        struct snap_info info = {0};
+        _cleanup_free_ char *img = NULL;
+        uint64_t size = 0, inodes = 0;
+        int rc;
+
+        if ((rc = snap_key_check(name, err)) < 0 ||
+            (rc = snap_labels_check(labels, n_labels, err)) < 0 ||
+            (rc = snap_store_get(r->store, key, &info, err)) < 0)
+                goto out;
+        if (info.kind != SNAP_KIND_ACTIVE) {
+                rc = util_err_setx(err, EBUSY, "'%s' is %s; only active snapshots can be committed",
+                                   key, info.kind == SNAP_KIND_VIEW ? "a view" : "committed");
+                goto out;
+        }
+        img = snap_path(r, "snapshots/%lld/fs.img", (long long)info.id);
+        if (!img) {
+                rc = util_err_set(err, ENOMEM, "commit");
+                goto out;
+        }
+        struct loop_status *devs = NULL;
+        size_t n_devs = 0;
+        struct loop_filter f = {.backing_path = img};
+        rc = loop_list(&f, &devs, &n_devs, err);
+        if (rc >= 0 && n_devs > 0)
+                rc = util_err_setx(err, EBUSY,
+                                   "'%s' is still attached to %s (mounted?): unmount it first", key,
+                                   devs[0].path);
+        free(devs);
+        if (rc < 0)
+                goto out;
+        if ((rc = measure(r, img, info.id, &size, &inodes, err)) < 0)
+                goto out;
+        rc = snap_store_commit_active(r->store, name, key, labels, n_labels, size, inodes, NULL,
+                                      err);
+        if (rc >= 0)
+                (void)chmod(img, 0400);
+out:
+        snap_info_done(&info);
+        return rc < 0 ? util_err_prefix(err, "commit '%s' as '%s'", key, name) : 0;
+}
+
+void snap_files_remove(const char *dir)
+{
+        char p[4200];
+        snprintf(p, sizeof(p), "%s/fs.img", dir);
+        (void)unlink(p);
+        snprintf(p, sizeof(p), "%s/empty", dir);
+        (void)rmdir(p);
+        (void)rmdir(dir);
+}
+
+int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
+{
+        struct snap_info info = {0};
+        _cleanup_free_ char *dir = NULL, *trash = NULL;
+        bool moved = false;
+        int rc;
+
+        if ((rc = snap_store_begin(r->store, true, err)) < 0)
+                return util_err_prefix(err, "remove '%s'", key);
+        rc = snap_store_remove(r->store, key, &info, err);
+        if (rc >= 0) {
+                dir = snap_path(r, "snapshots/%lld", (long long)info.id);
+                trash = snap_path(r, "trash/rm-%lld-%08x", (long long)info.id, util_random_u32());
+                if (!dir || !trash)
+                        rc = util_err_set(err, ENOMEM, "remove");
+        }
+        if (rc >= 0 && rename(dir, trash) == 0)
+                moved = true;
+        else if (rc >= 0 && errno != ENOENT)
+                rc = util_err_set(err, errno, "move '%s' to the trash", dir);
+        if (rc >= 0)
+                rc = snap_store_commit(r->store, err);
+        if (rc < 0) {
+                snap_store_rollback(r->store);
+                if (moved)
+                        (void)rename(trash, dir);
+                snap_info_done(&info);
+                return util_err_prefix(err, "remove '%s'", key);
+        }
+        /* The row is gone: deleting the files is best effort from here on
+         * (cleanup finishes what a crash interrupts). */
+        if (moved)
+                snap_files_remove(trash);
+        snap_info_done(&info);
+        return 0;
+}
+
+int snap_stat(struct snap_root *r, const char *key, struct snap_info *ret, struct util_err *err)
+{
+        return snap_store_get(r->store, key, ret, err);
+}
+
+int snap_update(struct snap_root *r, const char *name, const struct snap_label *labels,
+                size_t n_labels, const char *const *fieldpaths, size_t n_fieldpaths,
+                struct snap_info *ret, struct util_err *err)
+{
+        return snap_store_update(r->store, name, labels, n_labels, fieldpaths, n_fieldpaths, ret,
+                                 err);
+}
+
+int snap_usage(struct snap_root *r, const char *key, struct snap_usage *ret, struct util_err *err)
+{
+        struct snap_info info = {0};
+        int rc = snap_store_get(r->store, key, &info, err);
+        if (rc < 0)
+                return util_err_prefix(err, "usage '%s'", key);
+        struct snap_usage u = {0};
+        if (info.kind == SNAP_KIND_COMMITTED) {
+                u.size = info.size;
+                u.inodes = info.inodes;
+        } else if (info.kind == SNAP_KIND_ACTIVE) {
+                _cleanup_free_ char *img =
+                        snap_path(r, "snapshots/%lld/fs.img", (long long)info.id);
+                rc = img ? snap_image_allocated(img, &u.size, err)
+                         : util_err_set(err, ENOMEM, "usage");
+        }
+        snap_info_done(&info);
+        if (rc < 0)
+                return util_err_prefix(err, "usage '%s'", key);
+        *ret = u;
+        return 0;
+}
+
+int snap_walk(struct snap_root *r, const char *const *filters, size_t n_filters, snap_walk_fn fn,
+              void *data, struct util_err *err)
+{
+        _cleanup_(snap_filter_freep) struct snap_filter *f = NULL;
+        int rc = snap_filter_parse(filters, n_filters, &f, err);
+        if (rc < 0)
+                return rc;
+        return snap_store_walk(r->store, f, fn, data, err);
+}

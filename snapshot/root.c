@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Opening a snapshotter root: its directories (mode 0700), the lock file,
+ * the metadata store, and config.json, which fixes the root's settings when
+ * it is created. Mount specs depend on those settings (the writable image's
+ * filesystem type), and a spec must never change for an existing snapshot,
+ * so a later open with different settings is refused instead of obeyed.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "snapshot/snapshot-internal.h"
+#include "util/json.h"
+
+#define CONFIG_VERSION 1
+
+char *snap_path(const struct snap_root *r, const char *fmt, ...)
+{
+        char *tail = NULL, *p = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        int n = vasprintf(&tail, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return NULL;
+        if (asprintf(&p, "%s/%s", r->path, tail) < 0)
+                p = NULL;
+        free(tail);
+        return p;
+}
+
+static int mkdir_0700(const char *path, struct util_err *err)
+{
+        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return util_err_set(err, errno, "create '%s'", path);
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return util_err_set(err, errno, "stat '%s'", path);
+        if (!S_ISDIR(st.st_mode))
+                return util_err_setx(err, ENOTDIR, "'%s' is not a directory", path);
+        return 0;
+}
+
+/* Writes config.json crash-safely: temp file, fsync, rename, fsync dir. */
+static int config_write(struct snap_root *r, struct util_err *err)
+{
+        _cleanup_free_ char *tmp = snap_path(r, "tmp/new-config.json");
+        _cleanup_free_ char *final = snap_path(r, "config.json");
+        char text[512];
+
+        if (!tmp || !final)
+                return util_err_set(err, ENOMEM, "config");
+        int len = snprintf(text, sizeof(text),
+                           "{\"version\": %d, \"layout\": \"overlay\", \"writable_fs\": \"%s\", "
+                           "\"writable_size\": %" PRIu64 ", \"committed_format\": \"ext4\", "
+                           "\"upper_dir\": false}\n",
+                           CONFIG_VERSION, r->writable_fs, r->writable_size);
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return util_err_set(err, errno, "create '%s'", tmp);
+        if (write(fd, text, (size_t)len) != len || fsync(fd) < 0)
+                return util_err_set(err, errno ? errno : EIO, "write '%s'", tmp);
+        if (rename(tmp, final) < 0)
+                return util_err_set(err, errno, "rename '%s' to '%s'", tmp, final);
+        _cleanup_close_ int dfd = open(r->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0)
+                (void)fsync(dfd);
+        return 0;
+}
+
+/* Reads config.json (1 = read, 0 = none yet). */
+static int config_read(struct snap_root *r, const struct snap_root_opts *o, struct util_err *err)
+{
+        _cleanup_free_ char *path = snap_path(r, "config.json");
+        char text[4096];
+        _cleanup_json_ yajl_val v = NULL;
+
+        if (!path)
+                return util_err_set(err, ENOMEM, "config");
+        ssize_t n = util_read_small_file(path, text, sizeof(text));
+        if (n == -ENOENT)
+                return 0;
+        if (n < 0)
+                return util_err_set(err, (int)n, "read '%s'", path);
+        int rr = util_json_parse(text, (size_t)n, path, NULL, &v, err);
+        if (rr < 0)
+                return rr;
+        const char *fs = NULL;
+        yajl_val size = util_json_get(v, "writable_size", false);
+        uint32_t version = 0;
+        if (util_json_u32(util_json_get(v, "version", false), "config.json: version", &version,
+                          err) < 0 ||
+            util_json_string(util_json_get(v, "writable_fs", false), "config.json: writable_fs",
+                             &fs, err) < 0)
+                return -EINVAL;
+        if (version != CONFIG_VERSION)
+                return util_err_setx(err, EINVAL, "'%s': version %u is not %d", path, version,
+                                     CONFIG_VERSION);
+        if (!YAJL_IS_INTEGER(size) || YAJL_GET_INTEGER(size) <= 0)
+                return util_err_setx(err, EINVAL, "'%s': bad writable_size", path);
+        if (o->writable_fs && strcmp(o->writable_fs, fs) != 0)
+                return util_err_setx(err, EINVAL,
+                                     "root '%s' was created with writable_fs '%s', not '%s' "
+                                     "(mount specs of its snapshots depend on it)",
+                                     r->path, fs, o->writable_fs);
+        if (o->writable_size && o->writable_size != (uint64_t)YAJL_GET_INTEGER(size))
+                return util_err_setx(err, EINVAL,
+                                     "root '%s' was created with writable_size %lld, not %" PRIu64,
+                                     r->path, YAJL_GET_INTEGER(size), o->writable_size);
+        free(r->writable_fs);
+        r->writable_fs = strdup(fs);
+        r->writable_size = (uint64_t)YAJL_GET_INTEGER(size);
+        return r->writable_fs ? 1 : util_err_set(err, ENOMEM, "config");
+}
+
+int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struct util_err *err)
+{
+        static const struct snap_root_opts defaults = {0};
+        _cleanup_(snap_root_closep) struct snap_root *r = calloc(1, sizeof(*r));
+        int rc;
+
+        if (!o)
+                o = &defaults;
+        if (!r)
+                return util_err_set(err, ENOMEM, "open root");
+        r->lock_fd = -EBADF;
+        /* Say what is missing before anything is created. */
+        if (o->layout != SNAP_LAYOUT_OVERLAY)
+                return util_err_setx(err, EOPNOTSUPP, "layout 'block' is not supported yet");
+        if (o->committed_format && strcmp(o->committed_format, "ext4") != 0)
+                return util_err_setx(err, EOPNOTSUPP,
+                                     "committed_format '%s' is not supported yet (only ext4)",
+                                     o->committed_format);
+        if (o->upper_dir)
+                return util_err_setx(err, EOPNOTSUPP,
+                                     "a plain-directory writable upper is not supported yet");
+        if (o->writable_fs && !snap_fs_lookup(o->writable_fs))
+                return util_err_setx(err, EINVAL, "writable_fs '%s': expected ext4 or xfs",
+                                     o->writable_fs);
+
+        r->path = strdup(o->path ? o->path : SNAP_DEFAULT_ROOT);
+        r->writable_fs = strdup(o->writable_fs ? o->writable_fs : "ext4");
+        r->writable_size = o->writable_size ? o->writable_size : SNAP_DEFAULT_WRITABLE_SIZE;
+        if (!r->path || !r->writable_fs)
+                return util_err_set(err, ENOMEM, "open root");
+
+        rc = mkdir_0700(r->path, err);
+        if (rc < 0)
+                return rc;
+        static const char *const subdirs[] = {"snapshots", "templates", "tmp", "trash"};
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(subdirs); k++) {
+                _cleanup_free_ char *p = snap_path(r, "%s", subdirs[k]);
+                if (!p)
+                        return util_err_set(err, ENOMEM, "open root");
+                if ((rc = mkdir_0700(p, err)) < 0)
+                        return rc;
+        }
+        _cleanup_free_ char *lock = snap_path(r, "lock");
+        _cleanup_free_ char *db = snap_path(r, "metadata.db");
+        if (!lock || !db)
+                return util_err_set(err, ENOMEM, "open root");
+        r->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (r->lock_fd < 0)
+                return util_err_set(err, errno, "open '%s'", lock);
+
+        rc = config_read(r, o, err);
+        if (rc == 0)
+                rc = config_write(r, err);
+        if (rc < 0)
+                return util_err_prefix(err, "open root '%s'", r->path);
+
+        rc = snap_store_open(db, &r->store, err);
+        if (rc < 0)
+                return rc;
+        struct mount_engine_opts eo = {.loop_owner = NULL};
+        struct stat st;
+        if (stat(r->path, &st) < 0)
+                return util_err_set(err, errno, "stat '%s'", r->path);
+        /* A short, stable owner for this root's loop-device tags. */
+        snprintf(r->owner, sizeof(r->owner), "r%" PRIx64,
+                 ((uint64_t)st.st_dev << 32) ^ (uint64_t)st.st_ino);
+        eo.loop_owner = r->owner;
+        _cleanup_free_ char *scratch = snap_path(r, "tmp");
+        eo.scratch_dir = scratch;
+        rc = mount_engine_new(&eo, &r->engine, err);
+        if (rc < 0)
+                return rc;
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+struct snap_root *snap_root_close(struct snap_root *r)
+{
+        if (!r)
+                return NULL;
+        snap_store_close(r->store);
+        mount_engine_free(r->engine);
+        util_closep(&r->lock_fd);
+        free(r->path);
+        free(r->writable_fs);
+        free(r);
+        return NULL;
+}
+
+const char *snap_root_tag_owner(const struct snap_root *r)
+{
+        return r->owner;
+}
+
+const char *snap_root_path(const struct snap_root *r)
+{
+        return r->path;
+}

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * snapshot/snapshot.h — the snapshotter: containerd's snapshot operations on
+ * a root whose layers are image files (DESIGN §1, §3–§5).
+ *
+ * Overlay layout: an active snapshot owns snapshots/<id>/fs.img, a clone of
+ * a formatted template holding upper/ and work/ (owned by the mapped root
+ * when the snapshot has uid/gid mapping labels); committing it freezes that
+ * image, whose upper/ is then a read-only lower layer for its children. A
+ * view owns no writable part. Mounts(key) is a pure function of committed
+ * metadata (ids, kinds, parent chain, mapping labels) and the root's
+ * settings, which are fixed when the root is created (config.json).
+ *
+ * Spec shapes (ids nearest parent first; every layer image "ro,loop"):
+ *   active, parents p1..pn: [p1 .. pn images], own image rw, overlay
+ *       lowerdir={{ overlay 0 n-1 }}/upper, upperdir/workdir={{ mount n }}/...
+ *   active, no parent:      own image rw, bind {{ mount 0 }}/upper
+ *   view, one parent:       p1 image, bind {{ mount 0 }}/upper ro
+ *   view, parents p1..pn:   [p1 .. pn images], overlay of their upper/, ro
+ *   view, no parent:        bind of an empty directory, ro
+ * uid/gid mapping labels add uidmap=/gidmap= (idmapped lowers, or the bind).
+ *
+ * Errors: the errno -> containerd error kind mapping of store.h (ENOENT
+ * not-found, EEXIST already-exists, EINVAL invalid-argument, EBUSY
+ * failed-precondition, EAGAIN unavailable, EOPNOTSUPP not supported).
+ * Every message names the key.
+ *
+ * Not supported yet (EOPNOTSUPP, said at open): the block layout, erofs
+ * committed layers, a plain-directory writable upper.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mount/spec.h"
+#include "snapshot/store.h"
+#include "util/util.h"
+
+#define SNAP_DEFAULT_ROOT          "/var/lib/loopsnap"
+#define SNAP_DEFAULT_WRITABLE_SIZE (10ull << 30)
+
+/* Labels the snapshotter honours. */
+#define SNAP_LABEL_UIDMAPPING "containerd.io/snapshot/uidmapping"
+#define SNAP_LABEL_GIDMAPPING "containerd.io/snapshot/gidmapping"
+#define SNAP_LABEL_MAX_SIZE   "containerd.io/snapshot/max-size"
+#define SNAP_LABEL_REF        "containerd.io/snapshot.ref"
+
+enum snap_layout {
+        SNAP_LAYOUT_OVERLAY = 0,
+        SNAP_LAYOUT_BLOCK,
+};
+
+struct snap_root_opts {
+        const char *path;             /* NULL: SNAP_DEFAULT_ROOT */
+        enum snap_layout layout;      /* overlay (default) */
+        const char *writable_fs;      /* NULL: "ext4"; or "xfs" */
+        uint64_t writable_size;       /* 0: SNAP_DEFAULT_WRITABLE_SIZE */
+        const char *committed_format; /* NULL: "ext4" (the committed image as is) */
+        bool upper_dir;               /* writable upper as a plain directory */
+};
+
+struct snap_root;
+
+/*
+ * snap_root_open: open (creating, mode 0700) a snapshotter root. A new root
+ * records its settings in config.json; an existing root keeps its recorded
+ * settings and refuses different explicit ones (EINVAL naming the setting).
+ * Returns 0 and a handle (one thread at a time), or -errno with `err`.
+ */
+int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struct util_err *err);
+/* Closes the handle; NULL is fine; returns NULL. */
+struct snap_root *snap_root_close(struct snap_root *r);
+UTIL_DEFINE_FREE_FUNC(struct snap_root, snap_root_close)
+
+/* The id used in loop-device tags of this root ("loopsnap:<root-id>:<id>"). */
+const char *snap_root_tag_owner(const struct snap_root *r);
+/* The root's directory. */
+const char *snap_root_path(const struct snap_root *r);
+
+/*
+ * snap_prepare / snap_view: a new active (writable) or view (read-only)
+ * snapshot `key` on committed `parent` (NULL or "": none), with `labels`.
+ * Returns 0 and its mount spec in *ret_mounts (may be NULL; free with
+ * mount_spec_free), or -errno: EEXIST, ENOENT (parent), EINVAL (parent not
+ * committed, bad key/label/mapping/max-size).
+ */
+int snap_prepare(struct snap_root *r, const char *key, const char *parent,
+                 const struct snap_label *labels, size_t n_labels, struct mount_spec **ret_mounts,
+                 struct util_err *err);
+int snap_view(struct snap_root *r, const char *key, const char *parent,
+              const struct snap_label *labels, size_t n_labels, struct mount_spec **ret_mounts,
+              struct util_err *err);
+
+/* The mount spec of an active or view snapshot; EBUSY for a committed one. */
+int snap_mounts(struct snap_root *r, const char *key, struct mount_spec **ret,
+                struct util_err *err);
+
+/*
+ * snap_commit: commit active `key` as `name` (labels replaced by `labels`).
+ * EBUSY while its image is still attached to a loop device (mounted),
+ * naming the device, or when `key` is a view. Records size and inodes.
+ */
+int snap_commit(struct snap_root *r, const char *name, const char *key,
+                const struct snap_label *labels, size_t n_labels, struct util_err *err);
+
+/* snap_remove: remove `key`; EBUSY while it has children. Its files go to
+ * trash/ inside the transaction and are deleted after it. */
+int snap_remove(struct snap_root *r, const char *key, struct util_err *err);
+
+int snap_stat(struct snap_root *r, const char *key, struct snap_info *ret, struct util_err *err);
+int snap_update(struct snap_root *r, const char *name, const struct snap_label *labels,
+                size_t n_labels, const char *const *fieldpaths, size_t n_fieldpaths,
+                struct snap_info *ret, struct util_err *err);
+
+struct snap_usage {
+        uint64_t size;   /* bytes: committed, recorded at commit; active, allocated by
+                            its image file */
+        uint64_t inodes; /* committed: recorded at commit; active: 0 (not measured
+                            while it may be mounted) */
+};
+int snap_usage(struct snap_root *r, const char *key, struct snap_usage *ret, struct util_err *err);
+
+/* Walk with containerd filters (store.h); fn may call snap_stat. */
+int snap_walk(struct snap_root *r, const char *const *filters, size_t n_filters, snap_walk_fn fn,
+              void *data, struct util_err *err);
+
+/*
+ * snap_cleanup: under the root's exclusive lock (no create in progress),
+ * delete trash/ entries, tmp/ leftovers, templates/new-* and
+ * snapshots/<id> directories without a row. Returns the number removed.
+ */
+int snap_cleanup(struct snap_root *r, struct util_err *err);
