@@ -21,22 +21,6 @@
 #include "mount/mount.h"
 #include "test/priv/priv.h"
 
-/* What a test allocates is freed at teardown, so the sanitizer run reports
- * only leaks of the code under test. */
-static struct {
-        void (*fn)(void *);
-        void *p;
-} deferred[1024];
-static size_t n_deferred;
-
-static void *defer(void (*fn)(void *), void *p)
-{
-        cr_assert_lt(n_deferred, UTIL_ARRAY_SIZE(deferred));
-        deferred[n_deferred].fn = fn;
-        deferred[n_deferred++].p = p;
-        return p;
-}
-
 static void spec_free(void *p)
 {
         mount_spec_free(p);
@@ -47,28 +31,13 @@ static void engine_free(void *p)
         mount_engine_free(p);
 }
 
-/* A copy of `s` that lives until teardown. */
-static char *keep(const char *s)
-{
-        return defer(free, strdup(s));
-}
-
 static void mount_setup(void)
 {
         priv_setup();
         priv_private_mount_ns();
 }
 
-static void mount_teardown(void)
-{
-        while (n_deferred > 0) {
-                n_deferred--;
-                deferred[n_deferred].fn(deferred[n_deferred].p);
-        }
-        priv_teardown();
-}
-
-TestSuite(mount, .init = mount_setup, .fini = mount_teardown, .timeout = 300);
+TestSuite(mount, .init = mount_setup, .fini = priv_teardown, .timeout = 300);
 
 /* ---- fixture helpers ---- */
 
@@ -138,7 +107,7 @@ static struct mount_engine *engine(void)
         struct mount_engine *e = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_engine_new(&o, &e, &err), 0, "%s", err.msg);
-        return defer(engine_free, e);
+        return priv_defer(engine_free, e);
 }
 
 static bool api_is(const char *name)
@@ -209,18 +178,18 @@ static void check_overlay(const char *t, size_t n, const char *upper)
 
 static void overlay_of_dirs(size_t n)
 {
-        const char *base = keep(priv_path("%s/L", priv_tmpdir()));
+        const char *base = priv_keep(priv_path("%s/L", priv_tmpdir()));
         char **layers = calloc(n, sizeof(char *));
         struct util_err err = {0};
 
         for (size_t k = 0; k < n; k++) {
                 fill_layer(priv_path("%s/%zu", base, k), k, n);
-                layers[n - 1 - k] = keep(priv_path("%s/%zu", base, k)); /* topmost first */
+                layers[n - 1 - k] = priv_keep(priv_path("%s/%zu", base, k)); /* topmost first */
         }
-        const char *upper = keep(priv_path("%s/u/upper", base));
+        const char *upper = priv_keep(priv_path("%s/u/upper", base));
         mkdir_p(upper);
         mkdir_p(priv_path("%s/u/work", base));
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
 
         _cleanup_free_ char *lower = lowerdir_of(layers, n);
@@ -228,7 +197,7 @@ static void overlay_of_dirs(size_t n)
                               priv_path("workdir=%s/u/work", base), NULL};
         struct mount_spec *spec = NULL;
         cr_assert_eq(mount_spec_new(&spec), 0);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         cr_assert_eq(mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err), 0, "%s",
                      err.msg);
         struct mount_engine *e = engine();
@@ -265,11 +234,11 @@ Test(mount, overlay_500_dirs)
 static void overlay_of_images(size_t n)
 {
         priv_require_prog("mkfs.ext4");
-        const char *src = keep(priv_path("%s/S", priv_tmpdir()));
+        const char *src = priv_keep(priv_path("%s/S", priv_tmpdir()));
         struct util_err err = {0};
         struct mount_spec *spec = NULL;
         cr_assert_eq(mount_spec_new(&spec), 0);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
 
         for (size_t k = 0; k < n; k++) {
                 char *dir = strdup(priv_path("%s/%zu", src, k));
@@ -295,10 +264,10 @@ static void overlay_of_images(size_t n)
                 free(dir);
                 free(img);
         }
-        const char *upper = keep(priv_path("%s/W/upper", priv_tmpdir()));
+        const char *upper = priv_keep(priv_path("%s/W/upper", priv_tmpdir()));
         mkdir_p(upper);
         mkdir_p(priv_path("%s/W/work", priv_tmpdir()));
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char lower[64];
         /* {{ overlay n-1 0 }}: mount n-1 (the top layer) first. */
@@ -353,10 +322,10 @@ Test(mount, overlay_500_images, .timeout = 600)
 
 static struct mount_spec *overlay_spec_n(size_t n, const char *extra_opt, size_t extra_count)
 {
-        const char *base = keep(priv_path("%s/N", priv_tmpdir()));
+        const char *base = priv_keep(priv_path("%s/N", priv_tmpdir()));
         char **layers = calloc(n, sizeof(char *));
         for (size_t k = 0; k < n; k++) {
-                layers[k] = keep(priv_path("%s/%zu", base, k));
+                layers[k] = priv_keep(priv_path("%s/%zu", base, k));
                 mkdir_p(layers[k]);
         }
         mkdir_p(priv_path("%s/u/upper", base));
@@ -365,14 +334,14 @@ static struct mount_spec *overlay_spec_n(size_t n, const char *extra_opt, size_t
         const char **opts = calloc(extra_count + 4, sizeof(char *));
         size_t o = 0;
         opts[o++] = lower;
-        opts[o++] = keep(priv_path("upperdir=%s/u/upper", base));
-        opts[o++] = keep(priv_path("workdir=%s/u/work", base));
+        opts[o++] = priv_keep(priv_path("upperdir=%s/u/upper", base));
+        opts[o++] = priv_keep(priv_path("workdir=%s/u/work", base));
         for (size_t k = 0; k < extra_count; k++)
                 opts[o++] = extra_opt;
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_new(&spec), 0);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         cr_assert_eq(mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err), 0, "%s",
                      err.msg);
         free(opts);
@@ -384,7 +353,7 @@ static struct mount_spec *overlay_spec_n(size_t n, const char *extra_opt, size_t
 Test(mount, overlay_501_lowers_is_a_clear_error)
 {
         struct mount_spec *spec = overlay_spec_n(501, NULL, 0);
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         struct mount_engine *e = engine();
         struct util_err err = {0};
@@ -400,7 +369,7 @@ Test(mount, legacy_spec_that_cannot_fit_is_refused_and_nothing_is_mounted)
         /* 500 lowers plus 200 copies of a harmless option: more than 4095
          * bytes however short the layer paths get. */
         struct mount_spec *spec = overlay_spec_n(500, "redirect_dir=off", 200);
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         struct mount_engine *e = engine();
         struct util_err err = {0};
@@ -429,11 +398,11 @@ static void expect_apply_error(const char *json, int want, const char *must_cont
 {
         struct util_err err = {0};
         struct mount_spec *spec = NULL;
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         int r = mount_spec_from_json(json, strlen(json), &spec, &err);
         if (r == 0) {
-                defer(spec_free, spec);
+                priv_defer(spec_free, spec);
                 r = mount_engine_apply(engine(), spec, target, "t", NULL, &err);
         }
         cr_assert_eq(r, want, "got %d (%s), want %d", r, err.msg, want);
@@ -508,8 +477,8 @@ Test(mount, malformed_json_names_the_element)
 
 Test(mount, bind_ro_is_read_only_and_the_source_is_not)
 {
-        const char *src = keep(priv_path("%s/src", priv_tmpdir()));
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *src = priv_keep(priv_path("%s/src", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
         write_file(priv_path("%s/f", src), "x");
@@ -521,7 +490,7 @@ Test(mount, bind_ro_is_read_only_and_the_source_is_not)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
         cr_assert_str_eq(read_file(priv_path("%s/f", target)), "x");
@@ -551,8 +520,8 @@ static bool has_optional_field(const char *target, const char *field)
 
 Test(mount, propagation_is_applied)
 {
-        const char *src = keep(priv_path("%s/src", priv_tmpdir()));
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *src = priv_keep(priv_path("%s/src", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
         char json[1024];
@@ -561,7 +530,7 @@ Test(mount, propagation_is_applied)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert(!has_optional_field(target, "shared:"));
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
@@ -571,7 +540,7 @@ Test(mount, propagation_is_applied)
 
 Test(mount, unmount_all_peels_a_stack)
 {
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         struct util_err err = {0};
         mkdir_p(target);
         for (int k = 0; k < 3; k++)
@@ -586,7 +555,7 @@ Test(mount, unmount_all_peels_a_stack)
 Test(mount, template_source_binds_an_earlier_mount_read_only)
 {
         const char *img = ext4_image();
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[2048];
         snprintf(
@@ -597,7 +566,7 @@ Test(mount, template_source_binds_an_earlier_mount_read_only)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
         cr_assert_eq(access(priv_path("%s/lost+found", target), F_OK), 0, "the image is visible");
@@ -614,7 +583,7 @@ Test(mount, template_source_binds_an_earlier_mount_read_only)
 Test(mount, detached_result_fd)
 {
         /* Without an upper, overlay needs two lowers. */
-        const char *src = keep(priv_path("%s/L", priv_tmpdir()));
+        const char *src = priv_keep(priv_path("%s/L", priv_tmpdir()));
         fill_layer(priv_path("%s/1", src), 1, 2);
         fill_layer(priv_path("%s/0", src), 0, 2);
         char json[1024];
@@ -625,7 +594,7 @@ Test(mount, detached_result_fd)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         struct mount_engine *e = engine();
         int fd = -1;
         int r = mount_engine_apply(e, spec, NULL, "t", &fd, &err);
@@ -654,16 +623,16 @@ static void stat_uid(const char *p, uid_t want)
 
 Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
 {
-        const char *base = keep(priv_path("%s/L", priv_tmpdir()));
+        const char *base = priv_keep(priv_path("%s/L", priv_tmpdir()));
         for (size_t k = 0; k < 2; k++)
                 fill_layer(priv_path("%s/%zu", base, k), k, 2);
-        const char *upper = keep(priv_path("%s/u/upper", base));
+        const char *upper = priv_keep(priv_path("%s/u/upper", base));
         mkdir_p(upper);
         mkdir_p(priv_path("%s/u/work", base));
         /* The snapshotter makes upper/work owned by the mapped root. */
         cr_assert_eq(chown(upper, 100000, 100000), 0);
         cr_assert_eq(chown(priv_path("%s/u/work", base), 100000, 100000), 0);
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[4096];
         snprintf(json, sizeof(json),
@@ -674,7 +643,7 @@ Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         struct mount_engine *e = engine();
         int r = mount_engine_apply(e, spec, target, "t", NULL, &err);
         if (mount_engine_api(e) != MOUNT_API_FD) {
@@ -701,7 +670,7 @@ Test(mount, idmapped_overlay_lowers_shift_ids_and_copy_up_keeps_them)
 Test(mount, idmapped_plain_mount)
 {
         const char *img = ext4_image();
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[1024];
         snprintf(json, sizeof(json),
@@ -711,7 +680,7 @@ Test(mount, idmapped_plain_mount)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         struct mount_engine *e = engine();
         int r = mount_engine_apply(e, spec, target, "t", NULL, &err);
         if (mount_engine_api(e) == MOUNT_API_LEGACY) {
@@ -727,10 +696,10 @@ Test(mount, idmapped_plain_mount)
 
 Test(mount, idmapping_an_overlay_as_a_whole_is_a_clear_error)
 {
-        const char *src = keep(priv_path("%s/L", priv_tmpdir()));
+        const char *src = priv_keep(priv_path("%s/L", priv_tmpdir()));
         fill_layer(priv_path("%s/1", src), 1, 2);
         fill_layer(priv_path("%s/0", src), 0, 2);
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[2048];
         snprintf(json, sizeof(json),
@@ -753,8 +722,8 @@ Test(mount, fuse_through_mount_fuse3)
         priv_require_prog("bindfs");
         if (access("/dev/fuse", R_OK | W_OK) != 0)
                 cr_skip_test("no usable /dev/fuse");
-        const char *src = keep(priv_path("%s/src", priv_tmpdir()));
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *src = priv_keep(priv_path("%s/src", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(src);
         mkdir_p(target);
         write_file(priv_path("%s/f", src), "fuse");
@@ -764,7 +733,7 @@ Test(mount, fuse_through_mount_fuse3)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         struct mount_engine *e = engine();
         cr_assert_eq(mount_engine_apply(e, spec, target, "t", NULL, &err), 0, "%s", err.msg);
         cr_assert_str_eq(read_file(priv_path("%s/f", target)), "fuse");
@@ -783,7 +752,7 @@ Test(mount, fuse_through_mount_fuse3)
 
 Test(mount, find_by_source_and_mountpoint_queries)
 {
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         struct util_err err = {0};
         struct mount_info mi;
         mkdir_p(target);
@@ -807,12 +776,12 @@ Test(mount, find_by_source_and_mountpoint_queries)
 static const char *image_with_escapes(void)
 {
         priv_require_prog("mkfs.ext4");
-        const char *dir = keep(priv_path("%s/content", priv_tmpdir()));
+        const char *dir = priv_keep(priv_path("%s/content", priv_tmpdir()));
         mkdir_p(priv_path("%s/sub", dir));
         write_file(priv_path("%s/sub/f", dir), "inside");
         cr_assert_eq(symlink("/etc", priv_path("%s/abs", dir)), 0, "%m");
         cr_assert_eq(symlink("../../../..", priv_path("%s/rel", dir)), 0, "%m");
-        const char *img = keep(priv_path("%s/esc.img", priv_tmpdir()));
+        const char *img = priv_keep(priv_path("%s/esc.img", priv_tmpdir()));
         const char *mkfs[] = {"mkfs.ext4", "-q", "-F", "-d", dir, img, "8M", NULL};
         cr_assert_eq(priv_run(mkfs), 0);
         return img;
@@ -821,7 +790,7 @@ static const char *image_with_escapes(void)
 Test(mount, template_sub_directory_is_resolved_beneath_the_mount)
 {
         const char *img = image_with_escapes();
-        const char *target = keep(priv_path("%s/target", priv_tmpdir()));
+        const char *target = priv_keep(priv_path("%s/target", priv_tmpdir()));
         mkdir_p(target);
         char json[2048];
         snprintf(json, sizeof(json),
@@ -832,7 +801,7 @@ Test(mount, template_sub_directory_is_resolved_beneath_the_mount)
         struct mount_spec *spec = NULL;
         struct util_err err = {0};
         cr_assert_eq(mount_spec_from_json(json, strlen(json), &spec, &err), 0, "%s", err.msg);
-        defer(spec_free, spec);
+        priv_defer(spec_free, spec);
         cr_assert_eq(mount_engine_apply(engine(), spec, target, "t", NULL, &err), 0, "%s", err.msg);
         cr_assert_str_eq(read_file(priv_path("%s/f", target)), "inside");
         cr_assert_eq(mount_unmount_all(target, &err), 1, "%s", err.msg);

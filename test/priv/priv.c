@@ -20,6 +20,11 @@ extern char **environ;
 #define PRIV_MAX_IMAGES  32
 
 static struct loop_device *tracked[PRIV_MAX_TRACKED];
+static struct {
+        void (*fn)(void *);
+        void *p;
+} deferred[4096];
+static size_t n_deferred;
 static char tmpdir[256];
 static char images[PRIV_MAX_IMAGES][512];
 static size_t n_images;
@@ -131,6 +136,19 @@ int priv_run(const char *const argv[])
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+void *priv_defer(void (*fn)(void *), void *p)
+{
+        cr_assert_lt(n_deferred, UTIL_ARRAY_SIZE(deferred), "too many deferred frees");
+        deferred[n_deferred].fn = fn;
+        deferred[n_deferred++].p = p;
+        return p;
+}
+
+char *priv_keep(const char *s)
+{
+        return priv_defer(free, strdup(s));
+}
+
 struct loop_device *priv_track(struct loop_device *d)
 {
         for (size_t i = 0; i < PRIV_MAX_TRACKED; i++)
@@ -224,6 +242,10 @@ static void unmount_below(const char *dir)
 
 void priv_teardown(void)
 {
+        while (n_deferred > 0) {
+                n_deferred--;
+                deferred[n_deferred].fn(deferred[n_deferred].p);
+        }
         for (size_t i = 0; i < PRIV_MAX_TRACKED; i++)
                 if (tracked[i]) {
                         struct util_err err = {0};

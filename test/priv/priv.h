@@ -50,6 +50,13 @@ struct loop_device *priv_track(struct loop_device *d);
 /* Forgets (and returns) a tracked handle, when the test releases it itself. */
 struct loop_device *priv_untrack(struct loop_device *d);
 
+/* Runs fn(p) at teardown (in reverse order of registration): what a test
+ * allocates is freed, so the sanitizer run reports only leaks of the code
+ * under test. Returns p. */
+void *priv_defer(void (*fn)(void *), void *p);
+/* A copy of `s` that lives until teardown. */
+char *priv_keep(const char *s);
+
 /* Whether loop device `nr` is still bound with `diskseq` (0 = any). */
 bool priv_is_bound(int nr, uint64_t diskseq);
 

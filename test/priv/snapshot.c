@@ -33,22 +33,6 @@
                 (char *)(k), (char *)(v) \
         }
 
-/* What a test allocates is freed at teardown, so the sanitizer run reports
- * only leaks of the code under test. */
-static struct {
-        void (*fn)(void *);
-        void *p;
-} deferred[2048];
-static size_t n_deferred;
-
-static void *defer(void (*fn)(void *), void *p)
-{
-        cr_assert_lt(n_deferred, UTIL_ARRAY_SIZE(deferred));
-        deferred[n_deferred].fn = fn;
-        deferred[n_deferred++].p = p;
-        return p;
-}
-
 static void spec_free(void *p)
 {
         mount_spec_free(p);
@@ -70,18 +54,11 @@ static void info_free(void *p)
         free(p);
 }
 
-/* A copy of `s` that lives until teardown. */
-static char *keep(const char *s)
-{
-        return defer(free, strdup(s));
-}
-
 static struct mount_engine *the_engine;
 static unsigned n_targets;
 
 static void snap_setup(void)
 {
-        n_deferred = 0;
         the_engine = NULL;
         n_targets = 0;
         priv_setup();
@@ -90,10 +67,6 @@ static void snap_setup(void)
 
 static void snap_teardown(void)
 {
-        while (n_deferred > 0) {
-                n_deferred--;
-                deferred[n_deferred].fn(deferred[n_deferred].p);
-        }
         the_engine = NULL;
         priv_teardown();
 }
@@ -104,7 +77,7 @@ TestSuite(snapshot, .init = snap_setup, .fini = snap_teardown, .timeout = 120);
 
 static const char *root_dir(void)
 {
-        return keep(priv_path("%s/root", priv_tmpdir()));
+        return priv_keep(priv_path("%s/root", priv_tmpdir()));
 }
 
 static struct snap_root *open_root_opts(const struct snap_root_opts *o)
@@ -114,7 +87,7 @@ static struct snap_root *open_root_opts(const struct snap_root_opts *o)
         int rc = snap_root_open(o, &r, &err);
         cr_assert_eq(rc, 0, "snap_root_open(%s): %d %s", o->path, rc, err.msg);
         cr_assert_not_null(r);
-        return defer(root_free, r);
+        return priv_defer(root_free, r);
 }
 
 static struct snap_root *open_root(void)
@@ -133,7 +106,7 @@ static struct mount_spec *prepare_l(struct snap_root *r, const char *key, const 
         int rc = snap_prepare(r, key, parent, labels, n, &m, &err);
         cr_assert_eq(rc, 0, "prepare '%s' on '%s': %d %s", key, parent ? parent : "", rc, err.msg);
         cr_assert_not_null(m, "prepare '%s' returned no mounts", key);
-        return defer(spec_free, m);
+        return priv_defer(spec_free, m);
 }
 
 static struct mount_spec *prepare(struct snap_root *r, const char *key, const char *parent)
@@ -148,7 +121,7 @@ static struct mount_spec *view(struct snap_root *r, const char *key, const char 
         int rc = snap_view(r, key, parent, NULL, 0, &m, &err);
         cr_assert_eq(rc, 0, "view '%s' on '%s': %d %s", key, parent ? parent : "", rc, err.msg);
         cr_assert_not_null(m, "view '%s' returned no mounts", key);
-        return defer(spec_free, m);
+        return priv_defer(spec_free, m);
 }
 
 static void commit_l(struct snap_root *r, const char *name, const char *key,
@@ -181,7 +154,7 @@ static struct snap_info *stat_ok(struct snap_root *r, const char *key)
                 free(i);
                 cr_assert_fail("stat '%s': %d %s", key, rc, err.msg);
         }
-        return defer(info_free, i);
+        return priv_defer(info_free, i);
 }
 
 static struct mount_spec *mounts_ok(struct snap_root *r, const char *key)
@@ -190,7 +163,7 @@ static struct mount_spec *mounts_ok(struct snap_root *r, const char *key)
         struct util_err err = {0};
         int rc = snap_mounts(r, key, &m, &err);
         cr_assert_eq(rc, 0, "mounts '%s': %d %s", key, rc, err.msg);
-        return defer(spec_free, m);
+        return priv_defer(spec_free, m);
 }
 
 /* A failure with the expected errno whose message names `key` (or `alt`). */
@@ -222,11 +195,11 @@ static struct mount_engine *engine(void)
                 return the_engine;
         struct mount_engine_opts o = {
                 .loop_owner = priv_owner(),
-                .scratch_dir = keep(priv_path("%s/scratch", priv_tmpdir())),
+                .scratch_dir = priv_keep(priv_path("%s/scratch", priv_tmpdir())),
         };
         struct util_err err = {0};
         cr_assert_eq(mount_engine_new(&o, &the_engine, &err), 0, "%s", err.msg);
-        return defer(engine_free, the_engine);
+        return priv_defer(engine_free, the_engine);
 }
 
 static const char *spec_json(const struct mount_spec *s)
@@ -234,14 +207,14 @@ static const char *spec_json(const struct mount_spec *s)
         char *json = NULL;
         struct util_err err = {0};
         if (mount_spec_to_json(s, false, &json, &err) < 0)
-                return keep(err.msg);
-        return defer(free, json);
+                return priv_keep(err.msg);
+        return priv_defer(free, json);
 }
 
 /* Applies `spec` onto a fresh target directory; returns the target. */
 static const char *mount_spec_at(const struct mount_spec *spec, const char *what)
 {
-        const char *t = keep(priv_path("%s/t%u", priv_tmpdir(), n_targets++));
+        const char *t = priv_keep(priv_path("%s/t%u", priv_tmpdir(), n_targets++));
         struct util_err err = {0};
         cr_assert_eq(mkdir(t, 0755), 0, "mkdir %s: %m", t);
         int rc = mount_engine_apply(engine(), spec, t, NULL, NULL, &err);
@@ -358,14 +331,15 @@ static void expect_readonly(const char *dir)
 static const char *image_of(struct snap_root *r, const char *key)
 {
         struct snap_info *i = stat_ok(r, key);
-        return keep(priv_path("%s/snapshots/%lld/fs.img", snap_root_path(r), (long long)i->id));
+        return priv_keep(
+                priv_path("%s/snapshots/%lld/fs.img", snap_root_path(r), (long long)i->id));
 }
 
 /* A committed snapshot `name` on `parent` holding `file` = `content`. */
 static void committed_with(struct snap_root *r, const char *name, const char *parent,
                            const char *file, const char *content)
 {
-        const char *key = keep(priv_path("%s-active", name));
+        const char *key = priv_keep(priv_path("%s-active", name));
         prepare(r, key, parent);
         const char *t = mount_key(r, key);
         write_file(t, file, content);
@@ -629,7 +603,7 @@ Test(snapshot, update)
 
         /* No field paths: replace every label. */
         struct snap_label rl[] = {LABEL("x", "9")};
-        struct snap_info *i = defer(info_free, calloc(1, sizeof(*i)));
+        struct snap_info *i = priv_defer(info_free, calloc(1, sizeof(*i)));
         cr_assert_eq(snap_update(r, "c", rl, 1, NULL, 0, i, &err), 0, "%s", err.msg);
         cr_assert_str_eq(labels_str(i), "x=9");
         cr_assert_str_eq(labels_str(stat_ok(r, "c")), "x=9");
@@ -683,8 +657,8 @@ Test(snapshot, remove)
         commit(r, "c2", "c2-a");
         prepare(r, "act", "c2");
         const char *act_img = image_of(r, "act");
-        const char *act_dir = keep(priv_path("%s/snapshots/%lld", snap_root_path(r),
-                                             (long long)stat_ok(r, "act")->id));
+        const char *act_dir = priv_keep(priv_path("%s/snapshots/%lld", snap_root_path(r),
+                                                  (long long)stat_ok(r, "act")->id));
         int64_t c1_id = stat_ok(r, "c1")->id;
         cr_assert_eq(access(act_img, F_OK), 0, "the active's image %s: %m", act_img);
 
@@ -769,7 +743,7 @@ static const char *walk_names(struct snap_root *r, const char *const *filters, s
         struct util_err err = {0};
         int rc = snap_walk(r, filters, n, walk_collect, &a, &err);
         cr_assert_eq(rc, 0, "walk %s: %d %s", n ? filters[0] : "(all)", rc, err.msg);
-        return keep(a.names);
+        return priv_keep(a.names);
 }
 
 /* base (a=b) <- c2 (committed) <- act (a=c); v: a view on base. */
@@ -1220,7 +1194,7 @@ Test(snapshot, layers_128, .timeout = 300)
                 const struct mount_entry *img = own_image(m);
                 struct mount_spec *w = NULL;
                 cr_assert_eq(mount_spec_new(&w), 0);
-                defer(spec_free, w);
+                priv_defer(spec_free, w);
                 add_entry(w, img);
                 add_entry(w, bind);
                 const char *t = mount_spec_at(w, key);
@@ -1305,7 +1279,7 @@ Test(snapshot, usage)
         cr_assert_leq(u.size, IMAGE_SIZE);
 
         const char *t = mount_key(r, "u");
-        char *buf = defer(free, malloc(MIB));
+        char *buf = priv_defer(free, malloc(MIB));
         for (size_t k = 0; k < MIB; k++)
                 buf[k] = (char)(k * 2654435761u >> 13);
         int fd = open(at(t, "big"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -1348,7 +1322,7 @@ Test(snapshot, quota)
         const char *img = image_of(r, "q");
         const char *t = mount_key(r, "q");
 
-        char *buf = defer(free, calloc(1, MIB));
+        char *buf = priv_defer(free, calloc(1, MIB));
         memset(buf, 'q', MIB);
         int fd = open(at(t, "fill"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         cr_assert_geq(fd, 0, "%m");
@@ -1495,7 +1469,7 @@ Test(snapshot, idmapped_snapshot)
         struct mount_spec *vm = NULL;
         struct util_err err = {0};
         cr_assert_eq(snap_view(r, "vmap", "base", l, 2, &vm, &err), 0, "%s", err.msg);
-        defer(spec_free, vm);
+        priv_defer(spec_free, vm);
         t = mount_key(r, "vmap");
         cr_assert_eq(stat_of(t, "f").st_uid, 100000, "idmapped view: uid %u",
                      stat_of(t, "f").st_uid);
@@ -1593,16 +1567,16 @@ Test(snapshot, cleanup)
         const char *root = snap_root_path(r);
         const char *act_img = image_of(r, "act");
 
-        const char *tmp = keep(priv_path("%s/tmp", root));
-        const char *trash = keep(priv_path("%s/trash", root));
+        const char *tmp = priv_keep(priv_path("%s/tmp", root));
+        const char *trash = priv_keep(priv_path("%s/trash", root));
         cr_assert(mkdir(tmp, 0700) == 0 || errno == EEXIST, "%m");
         cr_assert(mkdir(trash, 0700) == 0 || errno == EEXIST, "%m");
         write_file(tmp, "new-x", "leftover");
         write_file(trash, "rm-77", "trash");
-        const char *orphan = keep(priv_path("%s/snapshots/999", root));
+        const char *orphan = priv_keep(priv_path("%s/snapshots/999", root));
         cr_assert_eq(mkdir(orphan, 0700), 0, "%s: %m", orphan);
         write_file(orphan, "fs.img", "orphan");
-        const char *templates = keep(priv_path("%s/templates", root));
+        const char *templates = priv_keep(priv_path("%s/templates", root));
         cr_assert_eq(access(templates, F_OK), 0, "%s: %m", templates);
         write_file(templates, "new-abc", "half a mkfs");
 
@@ -1642,9 +1616,9 @@ Test(snapshot, reopen)
         struct snap_label l[] = {LABEL("x", "y")};
         prepare_l(r, "act", "base", l, 1);
         view(r, "v", "base");
-        const char *spec_act = keep(spec_json(mounts_ok(r, "act")));
-        const char *spec_v = keep(spec_json(mounts_ok(r, "v")));
-        char *owner = keep(snap_root_tag_owner(r));
+        const char *spec_act = priv_keep(spec_json(mounts_ok(r, "act")));
+        const char *spec_v = priv_keep(spec_json(mounts_ok(r, "v")));
+        char *owner = priv_keep(snap_root_tag_owner(r));
         r = snap_root_close(r);
 
         /* Settings not given: the recorded ones. */
@@ -1793,7 +1767,7 @@ Test(snapshot, unsupported_settings)
         for (size_t k = 0; k < UTIL_ARRAY_SIZE(cases); k++) {
                 struct snap_root *r = NULL;
                 struct util_err err = {0};
-                cases[k].o.path = keep(priv_path("%s/unsupported-%zu", priv_tmpdir(), k));
+                cases[k].o.path = priv_keep(priv_path("%s/unsupported-%zu", priv_tmpdir(), k));
                 cases[k].o.writable_size = IMAGE_SIZE;
                 int rc = snap_root_open(&cases[k].o, &r, &err);
                 cr_assert_eq(rc, -EOPNOTSUPP, "%s: %d %s", cases[k].what, rc, err.msg);
