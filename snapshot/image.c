@@ -191,6 +191,7 @@ static int template_create(const char *dir, int dirfd, const char *name,
         r = ops->mkfs(path, root_uid, root_gid, overlay_dirs, err);
         if (r < 0)
                 return r;
+        util_fault_point("template-after-mkfs");
         if (!ops->magic_ok(fd))
                 return util_err_setx(err, EUCLEAN, "mkfs left no %s superblock in '%s'", ops->name,
                                      path);

@@ -120,6 +120,8 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                         rc = tmp_name(r, ".img", &tmp, err);
                 if (rc >= 0)
                         rc = snap_image_clone(tmpl, tmp, NULL, err);
+                if (rc >= 0)
+                        util_fault_point("prepare-after-clone");
         } else {
                 rc = tmp_name(r, "", &tmp, err);
                 if (rc >= 0 && mkdir(tmp, 0700) < 0)
@@ -158,9 +160,11 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                 goto fail;
         }
         moved = true;
+        util_fault_point("create-before-db-commit");
         if ((rc = snap_store_commit(r->store, err)) < 0)
                 goto fail;
         in_txn = false;
+        util_fault_point("create-after-db-commit");
         (void)flock(r->lock_fd, LOCK_UN);
 
         if (ret_mounts) {
@@ -239,6 +243,7 @@ static int measure(struct snap_root *r, const char *img, int64_t id, uint64_t *s
                 (void)rmdir(point);
                 return rc;
         }
+        util_fault_point("commit-while-mounted");
         _cleanup_close_ int fd = open(point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         struct fstrim_range trim = {.start = 0, .len = UINT64_MAX, .minlen = 0};
         /* Give the blocks of deleted files back to the host file: committed
@@ -294,10 +299,13 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                 goto out;
         if ((rc = measure(r, img, info.id, &size, &inodes, err)) < 0)
                 goto out;
+        util_fault_point("commit-before-db-commit");
         rc = snap_store_commit_active(r->store, name, key, labels, n_labels, size, inodes, NULL,
                                       err);
-        if (rc >= 0)
+        if (rc >= 0) {
+                util_fault_point("commit-after-db-commit");
                 (void)chmod(img, 0400);
+        }
 out:
         snap_info_done(&info);
         return rc < 0 ? util_err_prefix(err, "commit '%s' as '%s'", key, name) : 0;
@@ -333,8 +341,10 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
                 moved = true;
         else if (rc >= 0 && errno != ENOENT)
                 rc = util_err_set(err, errno, "move '%s' to the trash", dir);
-        if (rc >= 0)
+        if (rc >= 0) {
+                util_fault_point("remove-before-db-commit");
                 rc = snap_store_commit(r->store, err);
+        }
         if (rc < 0) {
                 snap_store_rollback(r->store);
                 if (moved)
@@ -344,6 +354,7 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
         }
         /* The row is gone: deleting the files is best effort from here on
          * (cleanup finishes what a crash interrupts). */
+        util_fault_point("remove-after-db-commit");
         if (moved)
                 snap_files_remove(trash);
         snap_info_done(&info);

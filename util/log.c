@@ -72,3 +72,14 @@ void util_debug_print(unsigned area, const char *fmt, ...)
         /* One write per line so concurrent processes do not interleave. */
         fprintf(stderr, "loopsnap[%d] %s: %s\n", (int)getpid(), name, line);
 }
+
+void util_fault_point(const char *name)
+{
+        /* Read per call: tests set it in a forked child right before the
+         * operation; getenv is cheap next to any operation with a point. */
+        const char *want = getenv("LOOPSNAP_FAULT");
+        if (want && strcmp(want, name) == 0) {
+                util_debug(UTIL_DBG_UTIL, "fault point '%s': exiting", name);
+                _exit(UTIL_FAULT_EXIT);
+        }
+}

@@ -189,6 +189,19 @@ unsigned util_debug_parse(const char *value);
                         util_debug_print(area, __VA_ARGS__); \
         } while (0)
 
+/* ---- fault injection ---------------------------------------------------- */
+
+/* The exit status of a process stopped at a fault point. */
+#define UTIL_FAULT_EXIT 93
+
+/*
+ * util_fault_point: when LOOPSNAP_FAULT names this point, the process ends
+ * here at once with _exit(UTIL_FAULT_EXIT) — no cleanup, no atexit, like a
+ * crash or a kill -9 — so tests can prove every multi-step operation leaves
+ * a state that cleanup/fsck repairs. Costs one cached comparison otherwise.
+ */
+void util_fault_point(const char *name);
+
 /* ---- time and randomness ----------------------------------------------- */
 
 /* A random number from the kernel (getrandom, non-blocking pool). */
