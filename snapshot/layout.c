@@ -74,6 +74,37 @@ static int add_image(struct builder *b, int64_t id, bool rw, struct util_err *er
         return add(b, b->r->writable_fs, img, opts, err);
 }
 
+/* Block layout: the snapshot's own image is a whole filesystem (a clone of
+ * its parent's): one mount, idmapped itself when the labels ask. */
+static int block_spec(struct snap_root *r, const struct snap_info *i, struct mount_spec **ret,
+                      struct util_err *err)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        struct builder b = {.r = r};
+        const char *um = label_get(i, SNAP_LABEL_UIDMAPPING);
+        const char *gm = label_get(i, SNAP_LABEL_GIDMAPPING);
+        _cleanup_free_ char *img = snap_path(r, "snapshots/%lld/fs.img", (long long)i->id);
+        bool xfs = strcmp(r->writable_fs, "xfs") == 0;
+        const char *o[] = {i->kind == SNAP_KIND_ACTIVE ? "rw" : "ro", "loop", xfs ? "nouuid" : NULL,
+                           NULL};
+
+        if (!img || mount_spec_new(&spec) < 0)
+                return util_err_set(err, ENOMEM, "mount spec");
+        b.spec = spec;
+        if ((um && !(b.uidmap = map_option("uidmap", um))) ||
+            (gm && !(b.gidmap = map_option("gidmap", gm)))) {
+                free(b.uidmap);
+                return util_err_set(err, ENOMEM, "mount spec");
+        }
+        int rc = add_mapped(&b, r->writable_fs, img, o, err);
+        free(b.uidmap);
+        free(b.gidmap);
+        if (rc < 0)
+                return util_err_prefix(err, "mounts of '%s'", i->name);
+        *ret = TAKE_PTR(spec);
+        return 0;
+}
+
 int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct mount_spec **ret,
                      struct util_err *err)
 {
@@ -89,6 +120,8 @@ int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct moun
                                      "'%s' is %s: only active snapshots and views "
                                      "have mounts",
                                      i->name, snap_kind_name(i->kind));
+        if (r->layout == SNAP_LAYOUT_BLOCK)
+                return block_spec(r, i, ret, err);
         rc = snap_store_parents(r->store, i->id, &parents, &n, err);
         if (rc < 0)
                 return rc;

@@ -111,11 +111,30 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                 rc = util_err_set(err, errno, "lock the root");
                 goto fail;
         }
-        if (kind == SNAP_KIND_ACTIVE) {
-                _cleanup_free_ char *templates = snap_path(r, "templates");
-                rc = templates ? snap_image_template(templates, r->writable_fs, p.size, p.root_uid,
-                                                     p.root_gid, true, &tmpl, err)
-                               : util_err_set(err, ENOMEM, "templates");
+        bool block = r->layout == SNAP_LAYOUT_BLOCK;
+        if (kind == SNAP_KIND_ACTIVE || block) {
+                /* Overlay: an empty image with upper/ and work/ owned by the
+                 * (mapped) root. Block: a whole filesystem, the parent's
+                 * image cloned (its mount is idmapped instead: root 0:0). */
+                rc = 0;
+                if (block && parent && *parent) {
+                        struct snap_info pi = {0};
+                        rc = snap_store_get(r->store, parent, &pi, err);
+                        if (rc >= 0 && pi.kind != SNAP_KIND_COMMITTED)
+                                rc = util_err_setx(err, EINVAL, "parent '%s' is not committed",
+                                                   parent);
+                        if (rc >= 0 &&
+                            !(tmpl = snap_path(r, "snapshots/%lld/fs.img", (long long)pi.id)))
+                                rc = util_err_set(err, ENOMEM, "prepare");
+                        snap_info_done(&pi);
+                } else {
+                        _cleanup_free_ char *templates = snap_path(r, "templates");
+                        rc = templates ? snap_image_template(templates, r->writable_fs, p.size,
+                                                             block ? 0 : p.root_uid,
+                                                             block ? 0 : p.root_gid, !block, &tmpl,
+                                                             err)
+                                       : util_err_set(err, ENOMEM, "templates");
+                }
                 if (rc >= 0)
                         rc = tmp_name(r, ".img", &tmp, err);
                 if (rc >= 0)
@@ -136,8 +155,8 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
         if ((rc = snap_store_create(r->store, kind, key, parent, labels, n_labels, &info, err)) < 0)
                 goto fail;
         dir = snap_path(r, "snapshots/%lld", (long long)info.id);
-        dst = snap_path(r, "snapshots/%lld/%s", (long long)info.id,
-                        kind == SNAP_KIND_ACTIVE ? "fs.img" : "empty");
+        bool has_image = kind == SNAP_KIND_ACTIVE || r->layout == SNAP_LAYOUT_BLOCK;
+        dst = snap_path(r, "snapshots/%lld/%s", (long long)info.id, has_image ? "fs.img" : "empty");
         if (!dir || !dst) {
                 rc = util_err_set(err, ENOMEM, "prepare");
                 goto fail;
@@ -181,12 +200,8 @@ fail:
                 (void)rename(dst, tmp);
         if (dir)
                 (void)rmdir(dir);
-        if (tmp) {
-                if (kind == SNAP_KIND_ACTIVE)
-                        (void)unlink(tmp);
-                else
-                        (void)rmdir(tmp);
-        }
+        if (tmp && unlink(tmp) < 0)
+                (void)rmdir(tmp);
         (void)flock(r->lock_fd, LOCK_UN);
         util_err_prefix(err, "%s '%s'", kind == SNAP_KIND_ACTIVE ? "prepare" : "view", key);
 out:
@@ -384,7 +399,7 @@ int snap_usage(struct snap_root *r, const char *key, struct snap_usage *ret, str
         if (info.kind == SNAP_KIND_COMMITTED) {
                 u.size = info.size;
                 u.inodes = info.inodes;
-        } else if (info.kind == SNAP_KIND_ACTIVE) {
+        } else if (info.kind == SNAP_KIND_ACTIVE || r->layout == SNAP_LAYOUT_BLOCK) {
                 _cleanup_free_ char *img =
                         snap_path(r, "snapshots/%lld/fs.img", (long long)info.id);
                 rc = img ? snap_image_allocated(img, &u.size, err)

@@ -56,10 +56,11 @@ static int config_write(struct snap_root *r, struct util_err *err)
         if (!tmp || !final)
                 return util_err_set(err, ENOMEM, "config");
         int len = snprintf(text, sizeof(text),
-                           "{\"version\": %d, \"layout\": \"overlay\", \"writable_fs\": \"%s\", "
+                           "{\"version\": %d, \"layout\": \"%s\", \"writable_fs\": \"%s\", "
                            "\"writable_size\": %" PRIu64 ", \"committed_format\": \"ext4\", "
                            "\"upper_dir\": false}\n",
-                           CONFIG_VERSION, r->writable_fs, r->writable_size);
+                           CONFIG_VERSION, r->layout == SNAP_LAYOUT_BLOCK ? "block" : "overlay",
+                           r->writable_fs, r->writable_size);
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
                 return util_err_set(err, errno, "create '%s'", tmp);
@@ -90,7 +91,7 @@ static int config_read(struct snap_root *r, const struct snap_root_opts *o, stru
         int rr = util_json_parse(text, (size_t)n, path, NULL, &v, err);
         if (rr < 0)
                 return rr;
-        const char *fs = NULL;
+        const char *fs = NULL, *layout = NULL;
         yajl_val size = util_json_get(v, "writable_size", false);
         uint32_t version = 0;
         if (util_json_u32(util_json_get(v, "version", false), "config.json: version", &version,
@@ -98,6 +99,19 @@ static int config_read(struct snap_root *r, const struct snap_root_opts *o, stru
             util_json_string(util_json_get(v, "writable_fs", false), "config.json: writable_fs",
                              &fs, err) < 0)
                 return -EINVAL;
+        if (util_json_string(util_json_get(v, "layout", false), "config.json: layout", &layout,
+                             err) < 0)
+                return -EINVAL;
+        if (strcmp(layout, "overlay") != 0 && strcmp(layout, "block") != 0)
+                return util_err_setx(err, EINVAL, "'%s': unknown layout '%s'", path, layout);
+        enum snap_layout recorded =
+                strcmp(layout, "block") == 0 ? SNAP_LAYOUT_BLOCK : SNAP_LAYOUT_OVERLAY;
+        /* overlay is the default (0): only an explicit block can disagree. */
+        if (o->layout == SNAP_LAYOUT_BLOCK && recorded != SNAP_LAYOUT_BLOCK)
+                return util_err_setx(err, EINVAL,
+                                     "root '%s' was created with layout 'overlay', not 'block'",
+                                     r->path);
+        r->layout = recorded;
         if (version != CONFIG_VERSION)
                 return util_err_setx(err, EINVAL, "'%s': version %u is not %d", path, version,
                                      CONFIG_VERSION);
@@ -130,8 +144,8 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
                 return util_err_set(err, ENOMEM, "open root");
         r->lock_fd = -EBADF;
         /* Say what is missing before anything is created. */
-        if (o->layout != SNAP_LAYOUT_OVERLAY)
-                return util_err_setx(err, EOPNOTSUPP, "layout 'block' is not supported yet");
+        if (o->layout != SNAP_LAYOUT_OVERLAY && o->layout != SNAP_LAYOUT_BLOCK)
+                return util_err_setx(err, EINVAL, "unknown layout %d", (int)o->layout);
         if (o->committed_format && strcmp(o->committed_format, "ext4") != 0)
                 return util_err_setx(err, EOPNOTSUPP,
                                      "committed_format '%s' is not supported yet (only ext4)",
@@ -143,6 +157,7 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
                 return util_err_setx(err, EINVAL, "writable_fs '%s': expected ext4 or xfs",
                                      o->writable_fs);
 
+        r->layout = o->layout;
         r->path = strdup(o->path ? o->path : SNAP_DEFAULT_ROOT);
         r->writable_fs = strdup(o->writable_fs ? o->writable_fs : "ext4");
         r->writable_size = o->writable_size ? o->writable_size : SNAP_DEFAULT_WRITABLE_SIZE;

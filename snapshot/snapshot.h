@@ -20,13 +20,20 @@
  *   view, no parent:        bind of an empty directory, ro
  * uid/gid mapping labels add uidmap=/gidmap= (idmapped lowers, or the bind).
  *
+ * Block layout (for VM runtimes that take an image as a disk): every
+ * snapshot, view or active, is a whole filesystem image cloned from its
+ * parent's (reflink or sparse copy), or from an empty template; its spec is
+ * one mount {ext4|xfs, snapshots/<id>/fs.img, [rw|ro, loop]}, idmapped
+ * itself when the labels ask. A child has its parent's size (max-size
+ * applies to snapshots without a parent).
+ *
  * Errors: the errno -> containerd error kind mapping of store.h (ENOENT
  * not-found, EEXIST already-exists, EINVAL invalid-argument, EBUSY
  * failed-precondition, EAGAIN unavailable, EOPNOTSUPP not supported).
  * Every message names the key.
  *
- * Not supported yet (EOPNOTSUPP, said at open): the block layout, erofs
- * committed layers, a plain-directory writable upper.
+ * Not supported yet (EOPNOTSUPP, said at open): erofs committed layers, a
+ * plain-directory writable upper.
  */
 #pragma once
 

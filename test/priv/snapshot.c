@@ -1760,7 +1760,6 @@ Test(snapshot, unsupported_settings)
                 const char *what;
                 struct snap_root_opts o;
         } cases[] = {
-                {"block layout", {.layout = SNAP_LAYOUT_BLOCK}},
                 {"erofs committed layers", {.committed_format = "erofs"}},
                 {"plain-directory upper", {.upper_dir = true}},
         };
@@ -1807,4 +1806,82 @@ Test(snapshot, xfs_basic, .timeout = 120)
         expect_readonly(t);
         unmount(t);
         no_devices_left(r);
+}
+
+/* ---- block layout: every snapshot a whole image cloned from its parent ---- */
+
+static void expect_single_image(const struct mount_spec *m, const char *rw)
+{
+        cr_assert_eq(m->n, 1, "one mount in the block layout: %s", spec_json(m));
+        cr_assert_str_eq(m->mounts[0].type, "ext4");
+        cr_assert_str_eq(m->mounts[0].options[0], rw, "%s", spec_json(m));
+        cr_assert_str_eq(m->mounts[0].options[1], "loop");
+}
+
+Test(snapshot, block_layout_basic)
+{
+        struct snap_root_opts o = {
+                .path = root_dir(), .layout = SNAP_LAYOUT_BLOCK, .writable_size = IMAGE_SIZE};
+        struct snap_root *r = open_root_opts(&o);
+
+        expect_single_image(prepare(r, "p1", NULL), "rw");
+        const char *t = mount_key(r, "p1");
+        write_file(t, "foo", "foo");
+        unmount(t);
+        commit(r, "c1", "p1");
+
+        expect_single_image(prepare(r, "p2", "c1"), "rw");
+        t = mount_key(r, "p2");
+        expect_content(t, "foo", "foo");
+        write_file(t, "bar", "bar");
+        unmount(t);
+        commit(r, "c2", "p2");
+
+        expect_single_image(view(r, "v", "c2"), "ro");
+        t = mount_key(r, "v");
+        expect_content(t, "foo", "foo");
+        expect_content(t, "bar", "bar");
+        expect_readonly(t);
+        unmount(t);
+
+        /* The parent's image is untouched by its child. */
+        view(r, "v1", "c1");
+        t = mount_key(r, "v1");
+        expect_content(t, "foo", "foo");
+        cr_assert_neq(access(priv_path("%s/bar", t), F_OK), 0, "c1 has no 'bar'");
+        unmount(t);
+        no_devices_left(r);
+}
+
+Test(snapshot, block_layout_idmapped_and_settings_kept)
+{
+        struct snap_root_opts o = {
+                .path = root_dir(), .layout = SNAP_LAYOUT_BLOCK, .writable_size = IMAGE_SIZE};
+        struct snap_root *r = open_root_opts(&o);
+        prepare(r, "p1", NULL);
+        const char *t = mount_key(r, "p1");
+        write_file(t, "foo", "foo");
+        unmount(t);
+        commit(r, "c1", "p1");
+
+        struct snap_label l[] = {LABEL(SNAP_LABEL_UIDMAPPING, "0:100000:65536"),
+                                 LABEL(SNAP_LABEL_GIDMAPPING, "0:100000:65536")};
+        struct mount_spec *m = prepare_l(r, "p2", "c1", l, 2);
+        cr_assert_eq(m->n, 1, "%s", spec_json(m));
+        t = mount_key(r, "p2");
+        cr_assert_eq(stat_of(t, "foo").st_uid, 100000, "the block mount itself is idmapped");
+        unmount(t);
+        no_devices_left(r);
+
+        /* Reopening as overlay (the default) keeps block; asking for block on
+         * an overlay root is refused. */
+        struct snap_root_opts ov = {.path = priv_keep(priv_path("%s/ovl", priv_tmpdir())),
+                                    .writable_size = IMAGE_SIZE};
+        struct snap_root *r2 = NULL;
+        struct util_err err = {0};
+        cr_assert_eq(snap_root_open(&ov, &r2, &err), 0, "%s", err.msg);
+        snap_root_close(r2);
+        ov.layout = SNAP_LAYOUT_BLOCK;
+        cr_assert_eq(snap_root_open(&ov, &r2, &err), -EINVAL);
+        cr_assert(strstr(err.msg, "layout"), "%s", err.msg);
 }
