@@ -78,6 +78,31 @@ static int sweep(struct snap_root *r, const char *sub, const char *prefix, const
         return n;
 }
 
+/*
+ * trash/rm-<id>-*: a remove that crashed before its transaction committed
+ * left the row in place and its files here. Those go back, never away:
+ * deleting them would leave a row without its image. (They are not counted
+ * as removed.)
+ */
+static void trash_restore_live(struct snap_root *r, const int64_t *ids, size_t n_ids)
+{
+        _cleanup_free_ char *dir = snap_path(r, "trash");
+        _cleanup_(closedirp) DIR *d = dir ? opendir(dir) : NULL;
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                long long id;
+                int used = 0;
+                if (sscanf(de->d_name, "rm-%lld-%*x%n", &id, &used) != 1 || used == 0 ||
+                    !id_live(ids, n_ids, id))
+                        continue;
+                _cleanup_free_ char *from = snap_path(r, "trash/%s", de->d_name);
+                _cleanup_free_ char *to = snap_path(r, "snapshots/%lld", id);
+                if (from && to && access(to, F_OK) != 0 && rename(from, to) == 0)
+                        util_debug(UTIL_DBG_SNAP, "cleanup: put back %s (its row exists)", to);
+        }
+}
+
 int snap_cleanup(struct snap_root *r, struct util_err *err)
 {
         _cleanup_free_ int64_t *ids = NULL;
@@ -87,6 +112,8 @@ int snap_cleanup(struct snap_root *r, struct util_err *err)
         if (flock(r->lock_fd, LOCK_EX) < 0)
                 return util_err_set(err, errno, "cleanup: lock the root");
         rc = snap_store_ids(r->store, &ids, &n_ids, err);
+        if (rc >= 0)
+                trash_restore_live(r, ids, n_ids);
         if (rc >= 0 && (rc = sweep(r, "trash", NULL, NULL, 0, err)) >= 0)
                 total += rc;
         if (rc >= 0 && (rc = sweep(r, "tmp", "new-", NULL, 0, err)) >= 0)

@@ -312,7 +312,15 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         free(devs);
         if (rc < 0)
                 goto out;
-        if ((rc = measure(r, img, info.id, &size, &inodes, err)) < 0)
+        /* Shared lock: the temporary mount lives in tmp/, which cleanup
+         * (exclusive) would otherwise take for a crash's leftover. */
+        if (flock(r->lock_fd, LOCK_SH) < 0) {
+                rc = util_err_set(err, errno, "lock the root");
+                goto out;
+        }
+        rc = measure(r, img, info.id, &size, &inodes, err);
+        (void)flock(r->lock_fd, LOCK_UN);
+        if (rc < 0)
                 goto out;
         util_fault_point("commit-before-db-commit");
         rc = snap_store_commit_active(r->store, name, key, labels, n_labels, size, inodes, NULL,
