@@ -52,6 +52,7 @@
 
 #include "loop/loop.h"
 #include "mount/mount.h"
+#include "snapshot/snapshot.h"
 #include "util/util.h"
 
 #define BENCH_NAME               "loopsnap-bench"
@@ -1958,12 +1959,1074 @@ static int bench_mount(const struct bench_opts *o)
         return 0;
 }
 
+/* ---- the snapshot suite ------------------------------------------------------ */
+
+/*
+ * Container cycles on a snapshotter root in a private mount namespace: a
+ * chain of BENCH_SNAP_LAYERS committed layers is built once per layout (each
+ * layer: prepare, mount its own image only, write one file, unmount, commit),
+ * and the parent of an N-layer cycle is layer N-1 of that chain. A cycle is
+ * snap_prepare + snap_mounts + mount_engine_apply onto a target +
+ * mount_unmount_all + snap_remove, each step timed on its own. The baseline
+ * is the same overlay of N plain directories with a plain upper.
+ */
+
+#define BENCH_SNAP_ITERATIONS   30u
+#define BENCH_SNAP_WARMUP       2u
+#define BENCH_SNAP_COLD_SAMPLES 5u
+#define BENCH_SNAP_LAYERS       100u /* the largest N */
+#define BENCH_SNAP_COMMIT_TRIES 200u /* EBUSY: the layer's loop device still going */
+#define BENCH_SNAP_STEPS        5u
+
+#define TARGET_SNAP_WARM_MS    2.0
+#define TARGET_SNAP_WARM_RATIO 4.0
+#define TARGET_SNAP_COLD_MS    10.0
+#define TARGET_SNAP_DIR_RATIO  1.5
+#define TARGET_SNAP_FRESH_MIB  8.0
+#define TARGET_SNAP_BLOCK_MS   5.0
+
+static const unsigned snap_sizes[] = {1, 20, BENCH_SNAP_LAYERS};
+#define SNAP_SIZES UTIL_ARRAY_SIZE(snap_sizes)
+
+enum snap_mode {
+        SNAP_MODE_QUOTA, /* the default: ext4 writable image, 10 GiB */
+        SNAP_MODE_DIR,   /* upper_dir: a plain-directory writable upper */
+        SNAP_MODE_BLOCK, /* SNAP_LAYOUT_BLOCK */
+        SNAP_MODES,
+};
+
+static const char *const snap_mode_names[SNAP_MODES] = {"quota'd image upper", "directory upper",
+                                                        "block layout"};
+static const char *const snap_mode_keys[SNAP_MODES] = {"quota", "dir_upper", "block"};
+static const char *const snap_mode_dirs[SNAP_MODES] = {"q", "d", "b"};
+
+enum snap_step { STEP_PREPARE, STEP_MOUNTS, STEP_APPLY, STEP_UMOUNT, STEP_REMOVE };
+static const char *const snap_step_names[BENCH_SNAP_STEPS] = {"prepare", "mounts", "apply",
+                                                              "umount", "remove"};
+
+struct snap_n_result {
+        unsigned n;
+        struct figure cycle;
+        struct figure step[BENCH_SNAP_STEPS];
+        struct figure cold; /* quota only: the first cycle needing a new template */
+        unsigned cold_samples;
+        struct figure plain; /* the baseline (same for every mode, kept per N) */
+        bool plain_fd;       /* the baseline went through the engine's fd API */
+        size_t plain_data_len;
+};
+
+struct snap_mode_result {
+        bool supported;
+        char why[512];   /* !supported: snap_root_open's message */
+        double build_ms; /* the chain of BENCH_SNAP_LAYERS layers */
+        struct snap_n_result per[SNAP_SIZES];
+        unsigned failures;
+};
+
+struct snap_results {
+        unsigned iterations;
+        enum mount_api api;
+        struct snap_mode_result mode[SNAP_MODES];
+        struct snap_n_result plain[SNAP_SIZES]; /* only .n, .plain, .plain_fd, .plain_data_len */
+        bool have_fresh;
+        double fresh_mib;
+        unsigned plain_failures;
+        size_t leaked_devices;
+        size_t leaked_mounts;
+};
+
+struct snap_bench {
+        char dir[sizeof(BENCH_TMP_TEMPLATE)];
+        char target[BENCH_PATH_SIZE];  /* the container cycles' target */
+        char wtarget[BENCH_PATH_SIZE]; /* where a layer's image is mounted to write it */
+        char scratch[BENCH_PATH_SIZE];
+        char plain[BENCH_PATH_SIZE];  /* <dir>/p/<k>/f<k> */
+        char pupper[BENCH_PATH_SIZE]; /* <dir>/pu/u */
+        char pwork[BENCH_PATH_SIZE];  /* <dir>/pu/w */
+        char roots[SNAP_MODES][BENCH_PATH_SIZE];
+        char owners[SNAP_MODES][LOOP_TAG_MAX + 1]; /* tag owners of the roots opened */
+        char id[32];
+        struct mount_engine *engine; /* loop owner "bench", the API the kernel has best */
+        bool have_dir;
+};
+
+static const struct snap_n_result *snap_n(const struct snap_mode_result *m, unsigned n)
+{
+        for (size_t i = 0; i < SNAP_SIZES; i++)
+                if (m->per[i].n == n)
+                        return &m->per[i];
+        return NULL;
+}
+
+static const struct figure *plain20(const struct snap_results *res)
+{
+        for (size_t i = 0; i < SNAP_SIZES; i++)
+                if (res->plain[i].n == 20)
+                        return &res->plain[i].plain;
+        return NULL;
+}
+
+/* The median cycle of `mode` at N=20 over the plain baseline at N=20. */
+static bool snap_have_ratio(const struct snap_results *res, enum snap_mode mode)
+{
+        const struct snap_mode_result *m = &res->mode[mode];
+        return m->supported && snap_n(m, 20)->cycle.have && plain20(res)->have &&
+               plain20(res)->median_ms > 0;
+}
+
+static double snap_ratio(const struct snap_results *res, enum snap_mode mode)
+{
+        return snap_have_ratio(res, mode)
+                       ? snap_n(&res->mode[mode], 20)->cycle.median_ms / plain20(res)->median_ms
+                       : 0.0;
+}
+
+static const struct figure *quota20(const struct snap_results *res)
+{
+        return &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cycle;
+}
+
+static const struct figure *cold20(const struct snap_results *res)
+{
+        return &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cold;
+}
+
+static const struct figure *block20(const struct snap_results *res)
+{
+        return &snap_n(&res->mode[SNAP_MODE_BLOCK], 20)->step[STEP_PREPARE];
+}
+
+static bool target_snap_warm_met(const struct snap_results *res)
+{
+        return quota20(res)->have && quota20(res)->median_ms <= TARGET_SNAP_WARM_MS &&
+               snap_have_ratio(res, SNAP_MODE_QUOTA) &&
+               snap_ratio(res, SNAP_MODE_QUOTA) <= TARGET_SNAP_WARM_RATIO;
+}
+
+static bool target_snap_cold_met(const struct snap_results *res)
+{
+        return cold20(res)->have && cold20(res)->median_ms <= TARGET_SNAP_COLD_MS;
+}
+
+static bool target_snap_dir_met(const struct snap_results *res)
+{
+        return snap_have_ratio(res, SNAP_MODE_DIR) &&
+               snap_ratio(res, SNAP_MODE_DIR) <= TARGET_SNAP_DIR_RATIO;
+}
+
+static bool target_snap_fresh_met(const struct snap_results *res)
+{
+        return res->have_fresh && res->fresh_mib <= TARGET_SNAP_FRESH_MIB;
+}
+
+static bool target_snap_block_met(const struct snap_results *res)
+{
+        return res->mode[SNAP_MODE_BLOCK].supported && block20(res)->have &&
+               block20(res)->median_ms <= TARGET_SNAP_BLOCK_MS;
+}
+
+static bool snap_targets_met(const struct snap_results *res)
+{
+        return target_snap_warm_met(res) && target_snap_cold_met(res) && target_snap_dir_met(res) &&
+               target_snap_fresh_met(res) && target_snap_block_met(res);
+}
+
+static unsigned snap_failures(const struct snap_results *res)
+{
+        unsigned n = res->plain_failures;
+        for (size_t m = 0; m < SNAP_MODES; m++)
+                n += res->mode[m].failures;
+        return n;
+}
+
+/* ---- the directory and the roots -------------------------------------------- */
+
+static int snap_bench_init(struct snap_bench *b)
+{
+        struct mount_engine_opts eo = {.loop_owner = BENCH_OWNER};
+        struct util_err err = {0};
+        int r;
+
+        if (unshare(CLONE_NEWNS) < 0)
+                return bench_warn_errno(errno, "unshare(CLONE_NEWNS)");
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return bench_warn_errno(errno, "make / private in our mount namespace");
+
+        memcpy(b->dir, BENCH_TMP_TEMPLATE, sizeof(BENCH_TMP_TEMPLATE));
+        if (!mkdtemp(b->dir))
+                return bench_warn_errno(errno, "create a directory from '%s'", BENCH_TMP_TEMPLATE);
+        b->have_dir = true;
+        snprintf(b->id, sizeof(b->id), "%d", (int)getpid());
+        if ((r = path_fmt(b->target, sizeof(b->target), "%s/target", b->dir)) < 0 ||
+            (r = path_fmt(b->wtarget, sizeof(b->wtarget), "%s/w", b->dir)) < 0 ||
+            (r = path_fmt(b->scratch, sizeof(b->scratch), "%s/scratch", b->dir)) < 0 ||
+            (r = path_fmt(b->plain, sizeof(b->plain), "%s/p", b->dir)) < 0 ||
+            (r = path_fmt(b->pupper, sizeof(b->pupper), "%s/pu/u", b->dir)) < 0 ||
+            (r = path_fmt(b->pwork, sizeof(b->pwork), "%s/pu/w", b->dir)) < 0)
+                return r;
+        for (size_t m = 0; m < SNAP_MODES; m++)
+                if ((r = path_fmt(b->roots[m], sizeof(b->roots[m]), "%s/%s", b->dir,
+                                  snap_mode_dirs[m])) < 0)
+                        return r;
+        char pu[BENCH_PATH_SIZE];
+        if ((r = path_fmt(pu, sizeof(pu), "%s/pu", b->dir)) < 0)
+                return r;
+        const char *const dirs[] = {b->target, b->wtarget, b->scratch, b->plain, pu};
+        for (size_t i = 0; i < UTIL_ARRAY_SIZE(dirs); i++)
+                if (mkdir(dirs[i], 0755) < 0)
+                        return bench_warn_errno(errno, "create '%s'", dirs[i]);
+
+        /* The plain layers: <p>/<k>/f<k> ("k\n"). */
+        _cleanup_close_ int pfd = open(b->plain, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (pfd < 0)
+                return bench_warn_errno(errno, "open '%s'", b->plain);
+        for (unsigned k = 0; k < BENCH_SNAP_LAYERS; k++) {
+                char name[16], file[32], content[16];
+                snprintf(name, sizeof(name), "%u", k);
+                snprintf(file, sizeof(file), "%u/f%u", k, k);
+                snprintf(content, sizeof(content), "%u\n", k);
+                if ((r = mkdir_at(pfd, b->plain, name)) < 0 ||
+                    (r = write_file_at(pfd, b->plain, file, content)) < 0)
+                        return r;
+        }
+
+        eo.scratch_dir = b->scratch;
+        if (mount_engine_new(&eo, &b->engine, &err) < 0) {
+                bench_warn("mount engine: %s", err.msg);
+                return -err.errnum;
+        }
+        return 0;
+}
+
+struct name_list {
+        char **v;
+        size_t n;
+};
+
+static int collect_name(const struct snap_info *i, void *data, struct util_err *err)
+{
+        struct name_list *l = data;
+        char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
+        if (!v)
+                return util_err_set(err, ENOMEM, "collect snapshots");
+        l->v = v;
+        if (!(l->v[l->n] = strdup(i->name)))
+                return util_err_set(err, ENOMEM, "collect snapshots");
+        l->n++;
+        return 0;
+}
+
+/*
+ * snap_remove of everything in the root, children first (a parent with
+ * children is EBUSY: retried once they are gone). Returns 0 or -errno.
+ */
+static int snap_remove_all(struct snap_root *root)
+{
+        struct name_list l = {0};
+        struct util_err err = {0};
+        int ret = 0;
+
+        if (snap_walk(root, NULL, 0, collect_name, &l, &err) < 0) {
+                bench_warn("cleanup: walk '%s': %s", snap_root_path(root), err.msg);
+                ret = -err.errnum;
+        }
+        for (bool progress = true; progress && l.n > 0;) {
+                progress = false;
+                for (size_t i = 0; i < l.n; i++) {
+                        if (!l.v[i])
+                                continue;
+                        util_err_clear(&err);
+                        int r = snap_remove(root, l.v[i], &err);
+                        if (r == -EBUSY)
+                                continue;
+                        if (r < 0 && r != -ENOENT) {
+                                bench_warn("cleanup: %s", err.msg);
+                                if (ret == 0)
+                                        ret = r;
+                        }
+                        free(l.v[i]);
+                        l.v[i] = NULL;
+                        progress = true;
+                }
+        }
+        for (size_t i = 0; i < l.n; i++)
+                if (l.v[i]) {
+                        bench_warn("cleanup: could not remove snapshot '%s'", l.v[i]);
+                        free(l.v[i]);
+                        if (ret == 0)
+                                ret = -EBUSY;
+                }
+        free(l.v);
+        return ret;
+}
+
+/*
+ * Counts (and detaches) loop devices left by this run: tagged with the
+ * engine's owner and our id, or with a root's owner. Returns 0 or -errno.
+ */
+static int snap_leak_check(const struct snap_bench *b, size_t *ret_leaked)
+{
+        struct util_err err = {0};
+        size_t leaked = 0;
+
+        for (size_t m = 0; m <= SNAP_MODES; m++) {
+                _cleanup_free_ struct loop_status *st = NULL;
+                char prefix[LOOP_TAG_MAX + 16], owner[LOOP_TAG_MAX + 1];
+                size_t n = 0;
+
+                if (m < SNAP_MODES && !b->owners[m][0])
+                        continue;
+                snprintf(owner, sizeof(owner), "%s", m < SNAP_MODES ? b->owners[m] : BENCH_OWNER);
+                snprintf(prefix, sizeof(prefix), LOOP_TAG_PREFIX "%s:", owner);
+                const struct loop_filter f = {.tag_prefix = prefix};
+                if (loop_list(&f, &st, &n, &err) < 0) {
+                        bench_warn("leak check: %s", err.msg);
+                        return -err.errnum;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        char mine[LOOP_TAG_MAX + 1];
+                        snprintf(mine, sizeof(mine), BENCH_TAG_PREFIX "%s", b->id);
+                        bool ours = m < SNAP_MODES || strcmp(st[i].tag, mine) == 0;
+                        if (!ours)
+                                continue; /* another bench run's: not counted */
+                        leaked++;
+                        bench_warn("leaked: %s (tag '%s')", st[i].path, st[i].tag);
+                        if (loop_detach_tagged(st[i].path, owner, &err) < 0) {
+                                bench_warn("detach %s: %s", st[i].path, err.msg);
+                                util_err_clear(&err);
+                        }
+                }
+        }
+        *ret_leaked = leaked;
+        return 0;
+}
+
+/*
+ * Unmounts our targets, detaches anything else below the directory, removes
+ * every snapshot of every root (`roots`, may hold NULLs, closed here), then
+ * the directory. Returns 0 or the first -errno (reported).
+ */
+static int snap_bench_cleanup(struct snap_bench *b, struct snap_root *roots[SNAP_MODES],
+                              size_t *ret_leaked_mounts)
+{
+        const char *const targets[] = {b->target, b->wtarget};
+        int ret = 0;
+
+        if (!b->have_dir)
+                return 0;
+        for (size_t i = 0; i < UTIL_ARRAY_SIZE(targets); i++) {
+                struct util_err err = {0};
+                if (!targets[i][0])
+                        continue;
+                int r = mount_unmount_all(targets[i], &err);
+                if (r > 0)
+                        bench_warn("cleanup: unmounted %d mount(s) left on '%s'", r, targets[i]);
+                if (r < 0 && r != -ENOENT) {
+                        bench_warn("cleanup: %s", err.msg);
+                        if (ret == 0)
+                                ret = r;
+                }
+        }
+        int r = sweep_mounts(b->dir);
+        if (r < 0 && ret == 0)
+                ret = r;
+        if (r > 0 && ret_leaked_mounts)
+                *ret_leaked_mounts = (size_t)r;
+        for (size_t m = 0; m < SNAP_MODES && roots; m++) {
+                if (!roots[m])
+                        continue;
+                r = snap_remove_all(roots[m]);
+                if (r < 0 && ret == 0)
+                        ret = r;
+                roots[m] = snap_root_close(roots[m]);
+        }
+        b->engine = mount_engine_free(b->engine);
+        r = rm_tree_at(AT_FDCWD, b->dir, 0);
+        if (r < 0) {
+                bench_warn("remove '%s': %s%s", b->dir, strerror(-r),
+                           r == -EBUSY ? " (a mount is still inside: left alone)" : "");
+                return ret == 0 ? r : ret;
+        }
+        b->have_dir = false;
+        return ret;
+}
+
+/* Opens (creating) the root of `mode`. 0, -EOPNOTSUPP (why in `err`), or -errno. */
+static int snap_root_open_mode(struct snap_bench *b, enum snap_mode mode, struct snap_root **ret,
+                               struct util_err *err)
+{
+        const struct snap_root_opts opts = {
+                .path = b->roots[mode],
+                .layout = mode == SNAP_MODE_BLOCK ? SNAP_LAYOUT_BLOCK : SNAP_LAYOUT_OVERLAY,
+                .writable_size = SNAP_DEFAULT_WRITABLE_SIZE,
+                .upper_dir = mode == SNAP_MODE_DIR,
+        };
+        int r = snap_root_open(&opts, ret, err);
+        if (r >= 0)
+                snprintf(b->owners[mode], sizeof(b->owners[mode]), "%s", snap_root_tag_owner(*ret));
+        return r;
+}
+
+/* ---- building the chain ------------------------------------------------------ */
+
+/*
+ * The spec that makes a layer's writable part visible: for the overlay layout
+ * its own image alone (mounts[n-2]: the image before the overlay or the
+ * bind), written at "upper/"; otherwise the whole spec, written at its root.
+ */
+static int layer_write_spec(const struct mount_spec *spec, bool own_image, struct mount_spec **ret,
+                            const char **ret_sub, struct util_err *err)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *s = NULL;
+
+        if (!own_image || spec->n < 2) {
+                *ret_sub = "";
+                return 0; /* the caller uses `spec` itself */
+        }
+        const struct mount_entry *e = &spec->mounts[spec->n - 2];
+        _cleanup_free_ const char **opts = calloc(e->n_options + 1, sizeof(*opts));
+        if (!opts || mount_spec_new(&s) < 0)
+                return util_err_set(err, ENOMEM, "layer spec");
+        for (size_t i = 0; i < e->n_options; i++)
+                opts[i] = e->options[i];
+        int r = mount_spec_add(s, e->type, e->source, NULL, opts, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        *ret_sub = "upper/";
+        return 0;
+}
+
+static int commit_retry(struct snap_root *root, const char *name, const char *key,
+                        struct util_err *err)
+{
+        int r = -EBUSY;
+        for (unsigned t = 0; t < BENCH_SNAP_COMMIT_TRIES && r == -EBUSY; t++) {
+                if (t > 0) {
+                        util_err_clear(err);
+                        usleep(1000);
+                }
+                r = snap_commit(root, name, key, NULL, 0, err);
+        }
+        return r;
+}
+
+/* Layers c0..c<BENCH_SNAP_LAYERS-1>, c<k> holding f<k> ("k\n"). */
+static int snap_build_chain(struct snap_bench *b, struct snap_root *root, enum snap_mode mode,
+                            struct snap_mode_result *res)
+{
+        uint64_t t0 = util_now_ns();
+
+        for (unsigned k = 0; k < BENCH_SNAP_LAYERS; k++) {
+                _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL, *own = NULL;
+                struct util_err err = {0};
+                char key[32], name[32], parent[32], file[BENCH_PATH_SIZE + 32], content[16];
+                const char *sub = "";
+
+                snprintf(key, sizeof(key), "a%u", k);
+                snprintf(name, sizeof(name), "c%u", k);
+                snprintf(parent, sizeof(parent), "c%u", k - 1);
+                snprintf(content, sizeof(content), "%u\n", k);
+                int r = snap_prepare(root, key, k ? parent : NULL, NULL, 0, &spec, &err);
+                if (r >= 0)
+                        r = layer_write_spec(spec, mode != SNAP_MODE_DIR && mode != SNAP_MODE_BLOCK,
+                                             &own, &sub, &err);
+                if (r >= 0)
+                        r = mount_engine_apply(b->engine, own ? own : spec, b->wtarget, b->id, NULL,
+                                               &err);
+                if (r < 0) {
+                        bench_warn("%s: layer %u: %s", snap_mode_names[mode], k, err.msg);
+                        return r;
+                }
+                r = path_fmt(file, sizeof(file), "%s/%sf%u", b->wtarget, sub, k);
+                if (r >= 0) {
+                        _cleanup_close_ int fd =
+                                open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                        if (fd < 0 ||
+                            write(fd, content, strlen(content)) != (ssize_t)strlen(content))
+                                r = bench_warn_errno(fd < 0 ? errno : EIO, "write '%s'", file);
+                }
+                int u = mount_unmount_all(b->wtarget, &err);
+                if (u < 0) {
+                        bench_warn("%s: layer %u: %s", snap_mode_names[mode], k, err.msg);
+                        return u;
+                }
+                if (r < 0)
+                        return r;
+                r = commit_retry(root, name, key, &err);
+                if (r < 0) {
+                        bench_warn("%s: layer %u: %s", snap_mode_names[mode], k, err.msg);
+                        return r;
+                }
+        }
+        res->build_ms = (double)(util_now_ns() - t0) / 1e6;
+        return 0;
+}
+
+/* ---- one container cycle ------------------------------------------------------ */
+
+/* The target shows the top and the bottom layer (f<n-1>, f0) and is writable. */
+static int snap_verify(const struct snap_bench *b, unsigned n, const char *what)
+{
+        const unsigned check[] = {n - 1, 0};
+        struct statvfs sv;
+
+        if (statvfs(b->target, &sv) < 0)
+                return bench_warn_errno(errno, "%s: statvfs '%s'", what, b->target);
+        if (sv.f_flag & ST_RDONLY) {
+                bench_warn("%s: '%s' is read-only", what, b->target);
+                return -EIO;
+        }
+        for (size_t i = 0; i < UTIL_ARRAY_SIZE(check); i++) {
+                char p[BENCH_PATH_SIZE + 16];
+                struct stat st;
+                if (path_fmt(p, sizeof(p), "%s/f%u", b->target, check[i]) < 0)
+                        return -EIO;
+                if (stat(p, &st) < 0) {
+                        bench_warn("%s: layer %u is missing: stat '%s': %s", what, check[i], p,
+                                   strerror(errno));
+                        return -EIO;
+                }
+        }
+        return 0;
+}
+
+/*
+ * prepare(key, parent) + mounts + apply + unmount_all + remove, each step's
+ * time in ns[]. `verify` > 0: check the mount shows `verify` layers (not
+ * timed). On failure what was done is undone: returns -errno with `err`, or
+ * the -EIO of a failed check (reported).
+ */
+static int snap_cycle(struct snap_bench *b, struct snap_root *root, const char *key,
+                      const char *parent, const struct snap_label *labels, size_t n_labels,
+                      unsigned verify, const char *what, uint64_t ns[BENCH_SNAP_STEPS],
+                      struct util_err *err)
+{
+        _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+        struct util_err e2 = {0};
+        bool mounted = false;
+        uint64_t t[BENCH_SNAP_STEPS + 1];
+
+        t[0] = util_now_ns();
+        int r = snap_prepare(root, key, parent, labels, n_labels, NULL, err);
+        if (r < 0)
+                return r;
+        t[1] = util_now_ns();
+        r = snap_mounts(root, key, &spec, err);
+        t[2] = util_now_ns();
+        if (r >= 0) {
+                r = mount_engine_apply(b->engine, spec, b->target, b->id, NULL, err);
+                t[3] = util_now_ns();
+                mounted = r >= 0;
+        }
+        if (r >= 0 && verify > 0)
+                r = snap_verify(b, verify, what);
+        if (mounted) {
+                /* The check is not timed: the unmount is timed from here. */
+                uint64_t tu = util_now_ns();
+                int u = mount_unmount_all(b->target, r >= 0 ? err : &e2);
+                t[4] = util_now_ns();
+                ns[STEP_UMOUNT] = t[4] - tu;
+                if (u < 1 && r >= 0)
+                        r = u < 0 ? u
+                                  : util_err_setx(err, EIO, "nothing was mounted on '%s'",
+                                                  b->target);
+        }
+        util_err_clear(&e2);
+        uint64_t tr = util_now_ns();
+        int k = snap_remove(root, key, r >= 0 ? err : &e2);
+        t[5] = util_now_ns();
+        if (r < 0)
+                return r;
+        if (k < 0)
+                return k;
+        ns[STEP_PREPARE] = t[1] - t[0];
+        ns[STEP_MOUNTS] = t[2] - t[1];
+        ns[STEP_APPLY] = t[3] - t[2];
+        ns[STEP_REMOVE] = t[5] - tr;
+        return 0;
+}
+
+static uint64_t steps_sum(const uint64_t ns[BENCH_SNAP_STEPS])
+{
+        uint64_t s = 0;
+        for (size_t i = 0; i < BENCH_SNAP_STEPS; i++)
+                s += ns[i];
+        return s;
+}
+
+/* Warm cycles of every N on a built chain. */
+static int snap_warm(struct snap_bench *b, struct snap_root *root, enum snap_mode mode,
+                     unsigned iterations, struct snap_mode_result *res)
+{
+        _cleanup_free_ uint64_t *buf = NULL;
+        bool printed = false;
+
+        buf = calloc((size_t)(BENCH_SNAP_STEPS + 1) * iterations, sizeof(*buf));
+        if (!buf)
+                return bench_warn_errno(ENOMEM, "allocate samples");
+        for (size_t i = 0; i < SNAP_SIZES; i++) {
+                struct snap_n_result *nr = &res->per[i];
+                struct series cyc = {.ns = buf, .cap = iterations};
+                struct series st[BENCH_SNAP_STEPS];
+                char parent[32], what[96];
+
+                for (size_t s = 0; s < BENCH_SNAP_STEPS; s++)
+                        st[s] = (struct series){.ns = buf + (s + 1) * iterations,
+                                                .cap = iterations};
+                snprintf(parent, sizeof(parent), "c%u", nr->n - 1);
+                snprintf(what, sizeof(what), "%s, %u layers", snap_mode_names[mode], nr->n);
+                for (unsigned it = 0; it < BENCH_SNAP_WARMUP + iterations; it++) {
+                        struct util_err err = {0};
+                        uint64_t ns[BENCH_SNAP_STEPS] = {0};
+                        int r = snap_cycle(b, root, "ctr", parent, NULL, 0, it == 0 ? nr->n : 0,
+                                           what, ns, &err);
+                        if (r == -EIO && it == 0)
+                                return r; /* the check failed (reported) */
+                        if (r < 0) {
+                                res->failures++;
+                                report_failure(&printed, what, err.msg);
+                                continue;
+                        }
+                        if (it < BENCH_SNAP_WARMUP)
+                                continue;
+                        series_add(&cyc, steps_sum(ns));
+                        for (size_t s = 0; s < BENCH_SNAP_STEPS; s++)
+                                series_add(&st[s], ns[s]);
+                }
+                figure_from(&nr->cycle, &cyc);
+                for (size_t s = 0; s < BENCH_SNAP_STEPS; s++)
+                        figure_from(&nr->step[s], &st[s]);
+        }
+        return 0;
+}
+
+/*
+ * Cold cycles (quota): each after a fresh snap_root_open, with a max-size
+ * never used before, so that the cycle makes its template. *root is reopened.
+ */
+static int snap_cold(struct snap_bench *b, struct snap_root **root, struct snap_mode_result *res)
+{
+        uint64_t buf[BENCH_SNAP_COLD_SAMPLES];
+        unsigned label_k = 0;
+        bool printed = false;
+
+        for (size_t i = 0; i < SNAP_SIZES; i++) {
+                struct snap_n_result *nr = &res->per[i];
+                struct series s = {.ns = buf, .cap = BENCH_SNAP_COLD_SAMPLES};
+                char parent[32], what[96];
+
+                snprintf(parent, sizeof(parent), "c%u", nr->n - 1);
+                snprintf(what, sizeof(what), "cold cycle, %u layers", nr->n);
+                for (unsigned k = 0; k < BENCH_SNAP_COLD_SAMPLES; k++) {
+                        struct util_err err = {0};
+                        uint64_t ns[BENCH_SNAP_STEPS] = {0};
+                        char size[32];
+
+                        *root = snap_root_close(*root);
+                        int r = snap_root_open_mode(b, SNAP_MODE_QUOTA, root, &err);
+                        if (r < 0) {
+                                bench_warn("reopen '%s': %s", b->roots[SNAP_MODE_QUOTA], err.msg);
+                                return r;
+                        }
+                        snprintf(size, sizeof(size), "%llu",
+                                 SNAP_DEFAULT_WRITABLE_SIZE + (unsigned long long)++label_k * 4096);
+                        struct snap_label l = {.key = (char *)SNAP_LABEL_MAX_SIZE, .value = size};
+                        r = snap_cycle(b, *root, "ctr", parent, &l, 1, 0, what, ns, &err);
+                        if (r < 0) {
+                                res->failures++;
+                                report_failure(&printed, what, err.msg);
+                                continue;
+                        }
+                        series_add(&s, steps_sum(ns));
+                }
+                nr->cold_samples = (unsigned)s.n;
+                figure_from(&nr->cold, &s);
+        }
+        return 0;
+}
+
+/* st_blocks of a fresh active's image on the N=20 chain, at the 10 GiB default. */
+static int snap_fresh(struct snap_root *root, struct snap_results *res)
+{
+        struct util_err err = {0};
+        struct snap_info info = {0};
+        char img[PATH_MAX];
+        struct stat st;
+
+        int r = snap_prepare(root, "fresh", "c19", NULL, 0, NULL, &err);
+        if (r < 0) {
+                bench_warn("fresh active: %s", err.msg);
+                return r;
+        }
+        r = snap_stat(root, "fresh", &info, &err);
+        if (r >= 0) {
+                r = path_fmt(img, sizeof(img), "%s/snapshots/%lld/fs.img", snap_root_path(root),
+                             (long long)info.id);
+                if (r >= 0 && stat(img, &st) < 0)
+                        r = bench_warn_errno(errno, "stat '%s'", img);
+                if (r >= 0) {
+                        res->fresh_mib = (double)st.st_blocks * 512.0 / (1024.0 * 1024.0);
+                        res->have_fresh = true;
+                }
+        } else {
+                bench_warn("fresh active: %s", err.msg);
+        }
+        snap_info_done(&info);
+        util_err_clear(&err);
+        int k = snap_remove(root, "fresh", &err);
+        if (k < 0)
+                bench_warn("fresh active: %s", err.msg);
+        return r < 0 ? r : k;
+}
+
+/* ---- the plain-directory baseline -------------------------------------------- */
+
+static int plain_cycle(struct snap_bench *b, struct mount_engine *fd_engine,
+                       const struct mount_spec *spec, const char *data, uint64_t *ret_ns,
+                       struct util_err *err)
+{
+        uint64_t t0 = util_now_ns();
+        if (mkdir(b->pupper, 0755) < 0 || mkdir(b->pwork, 0755) < 0)
+                return util_err_set(err, errno, "create the plain upper");
+        int r = fd_engine ? mount_engine_apply(fd_engine, spec, b->target, b->id, NULL, err)
+                          : mount2_overlay(b->target, data, err);
+        int u = r >= 0 ? mount_unmount_all(b->target, err) : 0;
+        int k = rm_tree_at(AT_FDCWD, b->pupper, 0);
+        int w = rm_tree_at(AT_FDCWD, b->pwork, 0);
+        uint64_t t1 = util_now_ns();
+        if (r < 0)
+                return r;
+        if (u < 1)
+                return u < 0 ? u : util_err_setx(err, EIO, "nothing mounted on '%s'", b->target);
+        if (k < 0 || w < 0)
+                return util_err_set(err, k < 0 ? -k : -w, "remove the plain upper");
+        *ret_ns = t1 - t0;
+        return 0;
+}
+
+static int snap_plain(struct snap_bench *b, unsigned iterations, struct snap_results *res)
+{
+        _cleanup_(mount_engine_freep) struct mount_engine *fd_engine = NULL;
+        _cleanup_free_ uint64_t *buf = calloc(iterations, sizeof(*buf));
+        bool printed = false;
+
+        if (!buf)
+                return bench_warn_errno(ENOMEM, "allocate samples");
+        for (size_t i = 0; i < SNAP_SIZES; i++) {
+                _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
+                _cleanup_free_ char *lower = NULL, *data = NULL;
+                struct snap_n_result *nr = &res->plain[i];
+                struct series s = {.ns = buf, .cap = iterations};
+                struct util_err err = {0};
+                char upper[BENCH_PATH_SIZE + 16], work[BENCH_PATH_SIZE + 16], what[64];
+                size_t size = strlen("lowerdir=") + (size_t)nr->n * (strlen(b->plain) + 5) + 1;
+                size_t len;
+
+                if (!(lower = malloc(size)))
+                        return bench_warn_errno(ENOMEM, "overlay options");
+                len = (size_t)snprintf(lower, size, "lowerdir=");
+                for (unsigned k = nr->n; k-- > 0;)
+                        len += (size_t)snprintf(lower + len, size - len, "%s%s/%u",
+                                                k == nr->n - 1 ? "" : ":", b->plain, k);
+                snprintf(upper, sizeof(upper), "upperdir=%s", b->pupper);
+                snprintf(work, sizeof(work), "workdir=%s", b->pwork);
+                if (asprintf(&data, "%s,%s,%s,index=off", lower, upper, work) < 0)
+                        return bench_warn_errno(ENOMEM, "overlay options");
+                nr->plain_data_len = strlen(data);
+                nr->plain_fd = nr->plain_data_len > BENCH_MOUNT2_DATA_MAX;
+                if (nr->plain_fd) {
+                        const char *const opts[] = {lower, upper, work, NULL};
+                        struct mount_engine_opts eo = {.loop_owner = BENCH_OWNER,
+                                                       .scratch_dir = b->scratch,
+                                                       .api = MOUNT_API_FD};
+                        if ((!fd_engine && mount_engine_new(&eo, &fd_engine, &err) < 0) ||
+                            mount_spec_new(&spec) < 0 ||
+                            mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err) < 0) {
+                                bench_warn("plain baseline: %s", err.msg);
+                                return err.errnum ? -err.errnum : -ENOMEM;
+                        }
+                }
+                snprintf(what, sizeof(what), "plain overlay of %u dirs", nr->n);
+                for (unsigned it = 0; it < BENCH_SNAP_WARMUP + iterations; it++) {
+                        uint64_t ns = 0;
+                        util_err_clear(&err);
+                        int r = plain_cycle(b, nr->plain_fd ? fd_engine : NULL, spec, data, &ns,
+                                            &err);
+                        if (r < 0) {
+                                res->plain_failures++;
+                                report_failure(&printed, what, err.msg);
+                                continue;
+                        }
+                        if (it >= BENCH_SNAP_WARMUP)
+                                series_add(&s, ns);
+                }
+                figure_from(&nr->plain, &s);
+        }
+        return 0;
+}
+
+/* ---- output of the snapshot suite --------------------------------------------- */
+
+static void print_snap_text(const struct snap_results *res)
+{
+        char a[48], c[48], d[48];
+
+        text_line("overlay API:", "%s", mount_api_name(res->api));
+        text_line("iterations:", "%u warm cycles per N (after %u warm-up), %u cold",
+                  res->iterations, BENCH_SNAP_WARMUP, BENCH_SNAP_COLD_SAMPLES);
+        for (size_t i = 0; i < SNAP_SIZES; i++) {
+                const struct snap_n_result *p = &res->plain[i];
+                char label[48];
+                snprintf(label, sizeof(label), "plain %u dirs:", p->n);
+                text_line(label, "%-10s (p90 %s; via %s, options %zu bytes)",
+                          ms_or_na(a, sizeof(a), &p->plain, false),
+                          ms_or_na(c, sizeof(c), &p->plain, true),
+                          p->plain_fd ? "the engine's fd API" : "mount(2)", p->plain_data_len);
+        }
+        for (size_t m = 0; m < SNAP_MODES; m++) {
+                const struct snap_mode_result *mr = &res->mode[m];
+                if (!mr->supported) {
+                        text_line(snap_mode_names[m], "not supported yet (%s)", mr->why);
+                        continue;
+                }
+                text_line(snap_mode_names[m], "chain of %u layers built in %.0f ms, failures %u",
+                          BENCH_SNAP_LAYERS, mr->build_ms, mr->failures);
+                for (size_t i = 0; i < SNAP_SIZES; i++) {
+                        const struct snap_n_result *nr = &mr->per[i];
+                        char label[48];
+                        snprintf(label, sizeof(label), "  N=%u warm cycle:", nr->n);
+                        text_line(label, "%-10s (p90 %s)",
+                                  ms_or_na(a, sizeof(a), &nr->cycle, false),
+                                  ms_or_na(c, sizeof(c), &nr->cycle, true));
+                        for (size_t s = 0; s < BENCH_SNAP_STEPS; s++) {
+                                snprintf(label, sizeof(label), "    %s:", snap_step_names[s]);
+                                text_line(label, "%-10s (p90 %s)",
+                                          ms_or_na(a, sizeof(a), &nr->step[s], false),
+                                          ms_or_na(c, sizeof(c), &nr->step[s], true));
+                        }
+                        if (m == SNAP_MODE_QUOTA) {
+                                snprintf(label, sizeof(label), "  N=%u cold cycle:", nr->n);
+                                text_line(label, "%-10s (%u samples, new template each)",
+                                          ms_or_na(a, sizeof(a), &nr->cold, false),
+                                          nr->cold_samples);
+                        }
+                }
+        }
+
+        snprintf(c, sizeof(c), "n/a");
+        if (snap_have_ratio(res, SNAP_MODE_QUOTA))
+                snprintf(c, sizeof(c), "%.2fx", snap_ratio(res, SNAP_MODE_QUOTA));
+        text_line("N=20 warm quota cycle:", "%-10s %s plain (target <= %.1f ms, <= %.0fx: %s)",
+                  ms_or_na(a, sizeof(a), quota20(res), false), c, TARGET_SNAP_WARM_MS,
+                  TARGET_SNAP_WARM_RATIO, pass_miss(target_snap_warm_met(res)));
+        text_line("N=20 cold quota cycle:", "%-10s (target <= %.0f ms: %s)",
+                  ms_or_na(a, sizeof(a), cold20(res), false), TARGET_SNAP_COLD_MS,
+                  pass_miss(target_snap_cold_met(res)));
+        if (!res->mode[SNAP_MODE_DIR].supported) {
+                text_line("N=20 dir upper / plain:", "not supported yet (target <= %.1fx)",
+                          TARGET_SNAP_DIR_RATIO);
+        } else {
+                snprintf(a, sizeof(a), "n/a");
+                if (snap_have_ratio(res, SNAP_MODE_DIR))
+                        snprintf(a, sizeof(a), "%.2fx", snap_ratio(res, SNAP_MODE_DIR));
+                text_line("N=20 dir upper / plain:", "%-10s (target <= %.1fx: %s)", a,
+                          TARGET_SNAP_DIR_RATIO, pass_miss(target_snap_dir_met(res)));
+        }
+        snprintf(a, sizeof(a), "n/a");
+        if (res->have_fresh)
+                snprintf(a, sizeof(a), "%.2f MiB", res->fresh_mib);
+        text_line("fresh active allocated:", "%-10s (10 GiB quota; target <= %.0f MiB: %s)", a,
+                  TARGET_SNAP_FRESH_MIB, pass_miss(target_snap_fresh_met(res)));
+        if (!res->mode[SNAP_MODE_BLOCK].supported)
+                text_line("N=20 block prepare:", "not supported yet (target <= %.0f ms)",
+                          TARGET_SNAP_BLOCK_MS);
+        else
+                text_line("N=20 block prepare:", "%-10s (target <= %.0f ms: %s)",
+                          ms_or_na(d, sizeof(d), block20(res), false), TARGET_SNAP_BLOCK_MS,
+                          pass_miss(target_snap_block_met(res)));
+        text_line("failures:", "%u", snap_failures(res));
+        text_line("leaked devices:", "%zu", res->leaked_devices);
+        text_line("leaked mounts:", "%zu", res->leaked_mounts);
+        text_line("targets:", "%s", snap_targets_met(res) ? "all met" : "MISSED");
+}
+
+static void print_snap_json(const struct snap_results *res)
+{
+        const struct snap_mode_result *dir = &res->mode[SNAP_MODE_DIR];
+
+        printf("{\n");
+        printf("  \"suite\": \"snapshot\",\n");
+        printf("  \"api\": \"%s\",\n", mount_api_name(res->api));
+        printf("  \"iterations\": %u,\n", res->iterations);
+        printf("  \"cold_samples\": %u,\n", BENCH_SNAP_COLD_SAMPLES);
+        printf("  \"plain\": {\n");
+        for (size_t i = 0; i < SNAP_SIZES; i++) {
+                const struct snap_n_result *p = &res->plain[i];
+                printf("    \"%u\": {", p->n);
+                json_figure("cycle_ms", &p->plain, ", ");
+                json_fixed("cycle_p90_ms", p->plain.have, p->plain.p90_ms, 4, ", ");
+                printf("\"via\": \"%s\", \"data_bytes\": %zu}%s\n",
+                       p->plain_fd ? "engine-fd" : "mount2", p->plain_data_len,
+                       i + 1 < SNAP_SIZES ? "," : "");
+        }
+        printf("  },\n");
+        for (size_t m = 0; m < SNAP_MODES; m++) {
+                const struct snap_mode_result *mr = &res->mode[m];
+                if (!mr->supported) {
+                        printf("  \"%s\": null,\n", snap_mode_keys[m]);
+                        continue;
+                }
+                printf("  \"%s\": {\n", snap_mode_keys[m]);
+                printf("    \"chain_build_ms\": %.1f,\n", mr->build_ms);
+                printf("    \"failures\": %u,\n", mr->failures);
+                for (size_t i = 0; i < SNAP_SIZES; i++) {
+                        const struct snap_n_result *nr = &mr->per[i];
+                        printf("    \"%u\": {", nr->n);
+                        json_figure("warm_cycle_ms", &nr->cycle, ", ");
+                        json_fixed("warm_cycle_p90_ms", nr->cycle.have, nr->cycle.p90_ms, 4, ", ");
+                        for (size_t s = 0; s < BENCH_SNAP_STEPS; s++) {
+                                char key[32];
+                                snprintf(key, sizeof(key), "%s_ms", snap_step_names[s]);
+                                json_figure(key, &nr->step[s], ", ");
+                                snprintf(key, sizeof(key), "%s_p90_ms", snap_step_names[s]);
+                                json_fixed(key, nr->step[s].have, nr->step[s].p90_ms, 4, ", ");
+                        }
+                        if (m == SNAP_MODE_QUOTA) {
+                                json_figure("cold_cycle_ms", &nr->cold, ", ");
+                                json_fixed("cold_cycle_p90_ms", nr->cold.have, nr->cold.p90_ms, 4,
+                                           ", ");
+                        }
+                        json_fixed("vs_plain_ratio",
+                                   nr->cycle.have && res->plain[i].plain.have &&
+                                           res->plain[i].plain.median_ms > 0,
+                                   nr->cycle.have && res->plain[i].plain.have &&
+                                                   res->plain[i].plain.median_ms > 0
+                                           ? nr->cycle.median_ms / res->plain[i].plain.median_ms
+                                           : 0.0,
+                                   3, "}");
+                        printf("%s\n", i + 1 < SNAP_SIZES ? "," : "");
+                }
+                printf("  },\n");
+        }
+        printf("  ");
+        json_figure("n20_warm_quota_cycle_ms", quota20(res), ",\n  ");
+        json_fixed("n20_warm_quota_cycle_p90_ms", quota20(res)->have, quota20(res)->p90_ms, 4,
+                   ",\n  ");
+        json_fixed("n20_warm_quota_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_QUOTA),
+                   snap_ratio(res, SNAP_MODE_QUOTA), 3, ",\n  ");
+        json_figure("n20_cold_quota_cycle_ms", cold20(res), ",\n  ");
+        json_fixed("n20_cold_quota_cycle_p90_ms", cold20(res)->have, cold20(res)->p90_ms, 4,
+                   ",\n  ");
+        json_figure("n20_dir_upper_cycle_ms",
+                    dir->supported ? &snap_n(dir, 20)->cycle : &(struct figure){0}, ",\n  ");
+        json_fixed("n20_dir_upper_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_DIR),
+                   snap_ratio(res, SNAP_MODE_DIR), 3, ",\n  ");
+        json_fixed("fresh_active_allocated_mib", res->have_fresh, res->fresh_mib, 2, ",\n  ");
+        json_figure("block_prepare_ms",
+                    res->mode[SNAP_MODE_BLOCK].supported ? block20(res) : &(struct figure){0},
+                    ",\n  ");
+        json_figure("plain_baseline_cycle_ms", plain20(res), ",\n  ");
+        json_fixed("plain_baseline_cycle_p90_ms", plain20(res)->have, plain20(res)->p90_ms, 4,
+                   ",\n");
+        printf("  \"targets\": {\"n20_warm_quota\": %s, \"n20_cold_quota\": %s, "
+               "\"n20_dir_upper\": %s, \"fresh_active\": %s, \"block_prepare\": %s},\n",
+               json_bool(target_snap_warm_met(res)), json_bool(target_snap_cold_met(res)),
+               json_bool(target_snap_dir_met(res)), json_bool(target_snap_fresh_met(res)),
+               json_bool(target_snap_block_met(res)));
+        printf("  \"failures\": %u,\n", snap_failures(res));
+        printf("  \"leaked_devices\": %zu,\n", res->leaked_devices);
+        printf("  \"leaked_mounts\": %zu,\n", res->leaked_mounts);
+        printf("  \"targets_met\": %s\n", json_bool(snap_targets_met(res)));
+        printf("}\n");
+}
+
+/* ---- the snapshot suite -------------------------------------------------------- */
+
+static int snap_run_mode(struct snap_bench *b, struct snap_root **roots, enum snap_mode mode,
+                         struct snap_results *res)
+{
+        struct snap_mode_result *mr = &res->mode[mode];
+        struct util_err err = {0};
+
+        for (size_t i = 0; i < SNAP_SIZES; i++)
+                mr->per[i].n = snap_sizes[i];
+        int r = snap_root_open_mode(b, mode, &roots[mode], &err);
+        if (r == -EOPNOTSUPP) {
+                snprintf(mr->why, sizeof(mr->why), "%s", err.msg);
+                return 0;
+        }
+        if (r < 0) {
+                bench_warn("%s: %s", snap_mode_names[mode], err.msg);
+                return r;
+        }
+        mr->supported = true;
+        r = snap_build_chain(b, roots[mode], mode, mr);
+        if (r >= 0)
+                r = snap_warm(b, roots[mode], mode, res->iterations, mr);
+        if (r >= 0 && mode == SNAP_MODE_QUOTA)
+                r = snap_fresh(roots[mode], res);
+        if (r >= 0 && mode == SNAP_MODE_QUOTA)
+                r = snap_cold(b, &roots[mode], mr);
+        return r;
+}
+
+static int bench_snapshot(const struct bench_opts *o)
+{
+        struct snap_bench b = {0};
+        struct snap_root *roots[SNAP_MODES] = {NULL};
+        struct snap_results res = {
+                .iterations = o->iterations_given ? o->iterations : BENCH_SNAP_ITERATIONS,
+        };
+
+        for (size_t i = 0; i < SNAP_SIZES; i++)
+                res.plain[i].n = snap_sizes[i];
+        int r = snap_bench_init(&b);
+        res.api = b.engine ? mount_engine_api(b.engine) : mount_api_probe();
+        if (r >= 0)
+                r = snap_plain(&b, res.iterations, &res);
+        for (size_t m = 0; m < SNAP_MODES && r >= 0; m++)
+                r = snap_run_mode(&b, roots, (enum snap_mode)m, &res);
+        /* Also after a failure: nothing mounted stays, every snapshot and the
+         * directory go, then no device may be left. */
+        int k = snap_bench_cleanup(&b, roots, &res.leaked_mounts);
+        for (size_t m = 0; m < SNAP_MODES; m++)
+                snap_root_close(roots[m]);
+        mount_engine_free(b.engine);
+        int l = snap_leak_check(&b, &res.leaked_devices);
+        if (r < 0)
+                return r;
+        if (k < 0)
+                return k;
+        if (l < 0)
+                return l;
+
+        if (o->json)
+                print_snap_json(&res);
+        else
+                print_snap_text(&res);
+        fflush(stdout);
+
+        if (snap_failures(&res) > 0) {
+                bench_warn("%u snapshot cycle(s) failed", snap_failures(&res));
+                return -EIO;
+        }
+        if (res.leaked_devices > 0 || res.leaked_mounts > 0) {
+                bench_warn("%zu loop device(s) and %zu mount(s) left behind", res.leaked_devices,
+                           res.leaked_mounts);
+                return -EBUSY;
+        }
+        return 0;
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static const struct bench_suite suites[] = {
         {"loop", bench_loop, "attach+detach latency, the losetup baseline, 64 concurrent attaches"},
         {"mount", bench_mount,
          "overlay mount time vs lowers (fd, legacy, mount(2)); idmap vs chown -R"},
+        {"snapshot", bench_snapshot,
+         "container cycle on 1/20/100 committed layers (warm, cold) vs plain overlay"},
 };
 
 static void usage(FILE *f)
@@ -1976,11 +3039,13 @@ static void usage(FILE *f)
                 "Options:\n"
                 "  --json           print exactly one JSON object on stdout\n"
                 "  --iterations N   measured iterations (default: loop %u; mount %u per\n"
-                "                   overlay case and %u per idmap case)\n"
+                "                   overlay case and %u per idmap case; snapshot %u\n"
+                "                   warm cycles per N)\n"
                 "  -h, --help       show this help\n"
                 "\n"
                 "Suites:\n",
-                BENCH_DEFAULT_ITERATIONS, BENCH_OVL_ITERATIONS, BENCH_IDMAP_ITERATIONS);
+                BENCH_DEFAULT_ITERATIONS, BENCH_OVL_ITERATIONS, BENCH_IDMAP_ITERATIONS,
+                BENCH_SNAP_ITERATIONS);
         for (size_t i = 0; i < UTIL_ARRAY_SIZE(suites); i++)
                 fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].summary);
         fprintf(f, "\nExit status: 0 the run completed (targets met or not), 1 it could not\n"
