@@ -1175,19 +1175,16 @@ static int sweep_mounts(const char *dir)
 }
 
 /*
- * Unmounts whatever is still on our targets (only after a failure), detaches
- * anything else left below the directory (*ret_leaked, may be NULL: how
- * many), then removes the directory. Idempotent. Returns 0 or the first
- * -errno (reported).
+ * Unmounts what is left on `targets` (n of them, "" = unused), then sweeps
+ * any other mount under `dir`; the count of swept mounts (leaks) goes to
+ * *ret_leaked (may be NULL). Returns 0 or the first -errno (reported).
  */
-static int mnt_bench_cleanup(struct mnt_bench *b, size_t *ret_leaked)
+static int bench_unmount_leftovers(const char *const *targets, size_t n, const char *dir,
+                                   size_t *ret_leaked)
 {
-        const char *const targets[] = {b->target, b->itarget};
         int ret = 0;
 
-        if (!b->have_dir)
-                return 0;
-        for (size_t i = 0; i < UTIL_ARRAY_SIZE(targets); i++) {
+        for (size_t i = 0; i < n; i++) {
                 struct util_err err = {0};
                 if (!targets[i][0])
                         continue;
@@ -1200,12 +1197,28 @@ static int mnt_bench_cleanup(struct mnt_bench *b, size_t *ret_leaked)
                                 ret = r;
                 }
         }
-        int r = sweep_mounts(b->dir);
+        int r = sweep_mounts(dir);
         if (r < 0 && ret == 0)
                 ret = r;
         if (r > 0 && ret_leaked)
                 *ret_leaked = (size_t)r;
-        r = rm_tree_at(AT_FDCWD, b->dir, 0);
+        return ret;
+}
+
+/*
+ * Unmounts whatever is still on our targets (only after a failure), detaches
+ * anything else left below the directory (*ret_leaked, may be NULL: how
+ * many), then removes the directory. Idempotent. Returns 0 or the first
+ * -errno (reported).
+ */
+static int mnt_bench_cleanup(struct mnt_bench *b, size_t *ret_leaked)
+{
+        const char *const targets[] = {b->target, b->itarget};
+
+        if (!b->have_dir)
+                return 0;
+        int ret = bench_unmount_leftovers(targets, UTIL_ARRAY_SIZE(targets), b->dir, ret_leaked);
+        int r = rm_tree_at(AT_FDCWD, b->dir, 0);
         if (r < 0) {
                 bench_warn("remove '%s': %s%s", b->dir, strerror(-r),
                            r == -EBUSY ? " (a mount is still inside: left alone)" : "");
@@ -2310,28 +2323,12 @@ static int snap_bench_cleanup(struct snap_bench *b, struct snap_root *roots[SNAP
                               size_t *ret_leaked_mounts)
 {
         const char *const targets[] = {b->target, b->wtarget};
-        int ret = 0;
 
         if (!b->have_dir)
                 return 0;
-        for (size_t i = 0; i < UTIL_ARRAY_SIZE(targets); i++) {
-                struct util_err err = {0};
-                if (!targets[i][0])
-                        continue;
-                int r = mount_unmount_all(targets[i], &err);
-                if (r > 0)
-                        bench_warn("cleanup: unmounted %d mount(s) left on '%s'", r, targets[i]);
-                if (r < 0 && r != -ENOENT) {
-                        bench_warn("cleanup: %s", err.msg);
-                        if (ret == 0)
-                                ret = r;
-                }
-        }
-        int r = sweep_mounts(b->dir);
-        if (r < 0 && ret == 0)
-                ret = r;
-        if (r > 0 && ret_leaked_mounts)
-                *ret_leaked_mounts = (size_t)r;
+        int ret = bench_unmount_leftovers(targets, UTIL_ARRAY_SIZE(targets), b->dir,
+                                          ret_leaked_mounts);
+        int r;
         for (size_t m = 0; m < SNAP_MODES && roots; m++) {
                 if (!roots[m])
                         continue;
