@@ -37,18 +37,12 @@
 
 static struct snap_root *R;
 static char root_path[PATH_MAX];
-static struct mount_engine *the_engine;
 static unsigned n_targets;
 
 static void close_root(void *p)
 {
         (void)p;
         R = snap_root_close(R);
-}
-
-static void engine_free(void *p)
-{
-        mount_engine_free(p);
 }
 
 static void spec_free(void *p)
@@ -59,7 +53,6 @@ static void spec_free(void *p)
 static void crash_setup(void)
 {
         R = NULL;
-        the_engine = NULL;
         n_targets = 0;
         priv_setup();
         priv_private_mount_ns();
@@ -71,7 +64,6 @@ static void crash_teardown(void)
 {
         priv_teardown();
         R = NULL;
-        the_engine = NULL;
 }
 
 TestSuite(crash, .init = crash_setup, .fini = crash_teardown, .timeout = 120);
@@ -87,19 +79,6 @@ static void reopen(void)
 
 /* ---- mounting, with the test's loop owner ---- */
 
-static struct mount_engine *engine(void)
-{
-        if (the_engine)
-                return the_engine;
-        struct mount_engine_opts o = {
-                .loop_owner = priv_owner(),
-                .scratch_dir = priv_keep(priv_path("%s/scratch", priv_tmpdir())),
-        };
-        struct util_err err = {0};
-        cr_assert_eq(mount_engine_new(&o, &the_engine, &err), 0, "%s", err.msg);
-        return priv_defer(engine_free, the_engine);
-}
-
 static const char *mount_key(const char *key)
 {
         struct mount_spec *m = NULL;
@@ -110,7 +89,7 @@ static const char *mount_key(const char *key)
         const char *t = priv_keep(priv_path("%s/t%u", priv_tmpdir(), n_targets++));
         cr_assert_eq(mkdir(t, 0755), 0, "mkdir %s: %m", t);
         err = (struct util_err){0};
-        rc = mount_engine_apply(engine(), m, t, NULL, NULL, &err);
+        rc = mount_engine_apply(priv_engine(), m, t, NULL, NULL, &err);
         cr_assert_eq(rc, 0, "mount '%s': %d %s", key, rc, err.msg);
         return t;
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "mount/mount.h"
 #include "test/priv/priv.h"
 
 extern char **environ;
@@ -25,6 +26,7 @@ static struct {
         void *p;
 } deferred[4096];
 static size_t n_deferred;
+static struct mount_engine *engine;
 static char tmpdir[256];
 static char images[PRIV_MAX_IMAGES][512];
 static size_t n_images;
@@ -149,6 +151,24 @@ char *priv_keep(const char *s)
         return priv_defer(free, strdup(s));
 }
 
+static void engine_free(void *p)
+{
+        mount_engine_free(p);
+}
+
+struct mount_engine *priv_engine(void)
+{
+        if (engine)
+                return engine;
+        struct mount_engine_opts o = {
+                .loop_owner = priv_owner(),
+                .scratch_dir = priv_keep(priv_path("%s/scratch", priv_tmpdir())),
+        };
+        struct util_err err = {0};
+        cr_assert_eq(mount_engine_new(&o, &engine, &err), 0, "%s", err.msg);
+        return priv_defer(engine_free, engine);
+}
+
 struct loop_device *priv_track(struct loop_device *d)
 {
         for (size_t i = 0; i < PRIV_MAX_TRACKED; i++)
@@ -246,6 +266,7 @@ void priv_teardown(void)
                 n_deferred--;
                 deferred[n_deferred].fn(deferred[n_deferred].p);
         }
+        engine = NULL;
         for (size_t i = 0; i < PRIV_MAX_TRACKED; i++)
                 if (tracked[i]) {
                         struct util_err err = {0};

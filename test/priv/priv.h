@@ -50,6 +50,12 @@ struct loop_device *priv_track(struct loop_device *d);
 /* Forgets (and returns) a tracked handle, when the test releases it itself. */
 struct loop_device *priv_untrack(struct loop_device *d);
 
+/* The test's mount engine (created on first use, freed at teardown): its
+ * loop devices are tagged with priv_owner() so the leak check sees them,
+ * its scratch directory is inside priv_tmpdir(). */
+struct mount_engine;
+struct mount_engine *priv_engine(void);
+
 /* Runs fn(p) at teardown (in reverse order of registration): what a test
  * allocates is freed, so the sanitizer run reports only leaks of the code
  * under test. Returns p. */

@@ -38,11 +38,6 @@ static void spec_free(void *p)
         mount_spec_free(p);
 }
 
-static void engine_free(void *p)
-{
-        mount_engine_free(p);
-}
-
 static void root_free(void *p)
 {
         snap_root_close(p);
@@ -54,12 +49,10 @@ static void info_free(void *p)
         free(p);
 }
 
-static struct mount_engine *the_engine;
 static unsigned n_targets;
 
 static void snap_setup(void)
 {
-        the_engine = NULL;
         n_targets = 0;
         priv_setup();
         priv_private_mount_ns();
@@ -67,7 +60,6 @@ static void snap_setup(void)
 
 static void snap_teardown(void)
 {
-        the_engine = NULL;
         priv_teardown();
 }
 
@@ -189,19 +181,6 @@ static void expect_absent(struct snap_root *r, const char *key)
 
 /* ---- mounting ---- */
 
-static struct mount_engine *engine(void)
-{
-        if (the_engine)
-                return the_engine;
-        struct mount_engine_opts o = {
-                .loop_owner = priv_owner(),
-                .scratch_dir = priv_keep(priv_path("%s/scratch", priv_tmpdir())),
-        };
-        struct util_err err = {0};
-        cr_assert_eq(mount_engine_new(&o, &the_engine, &err), 0, "%s", err.msg);
-        return priv_defer(engine_free, the_engine);
-}
-
 static const char *spec_json(const struct mount_spec *s)
 {
         char *json = NULL;
@@ -217,7 +196,7 @@ static const char *mount_spec_at(const struct mount_spec *spec, const char *what
         const char *t = priv_keep(priv_path("%s/t%u", priv_tmpdir(), n_targets++));
         struct util_err err = {0};
         cr_assert_eq(mkdir(t, 0755), 0, "mkdir %s: %m", t);
-        int rc = mount_engine_apply(engine(), spec, t, NULL, NULL, &err);
+        int rc = mount_engine_apply(priv_engine(), spec, t, NULL, NULL, &err);
         cr_assert_eq(rc, 0, "mount '%s': %d %s\nspec: %s", what, rc, err.msg, spec_json(spec));
         return t;
 }
