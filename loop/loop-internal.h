@@ -64,8 +64,13 @@ dev_t loop_decode_kernel_dev(uint64_t v);
  * re-verified after open), 0 when there is none, or -errno.
  */
 struct stat;
+#define LOOP_SHARE_DIR_DEFAULT "/run/loopsnap/loop-share"
 int loop_share_find(const struct stat *backing, const struct loop_attach_opts *opts,
                     struct loop_device *ret, struct util_err *err);
+
+/* Records a shared device we just bound, for loop_share_find (best effort). */
+void loop_share_record(const struct stat *backing, const struct loop_attach_opts *opts,
+                       const struct loop_device *d);
 
 /* Whether the tag of a device says loopsnap attached it (for `owner`, or any
  * owner when NULL). */

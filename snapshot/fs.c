@@ -21,6 +21,10 @@
  *     table ITABLE_ZEROED (checked with dumpe2fs). Without that, the
  *     kernel's ext4lazyinit thread would zero the inode tables after the
  *     first mount of every clone (~16 MiB written per 1 GiB clone).
+ *   -O ^resize_inode: no blocks reserved in every backup group for growing
+ *     the filesystem online (images are never grown in place): a 10 GiB
+ *     template goes from 4.3 MiB allocated in 17 extents to 0.23 MiB, which
+ *     every clone copies and every remove frees.
  *   mkfs.xfs: ~5 ms, 64 MiB allocated at any size (the log is written).
  */
 #include <fcntl.h>
@@ -292,8 +296,10 @@ static int ext4_mkfs(const char *path, uint32_t root_uid, uint32_t root_gid, boo
         /* -F: no "contains a file system, proceed?" prompt on a regular file
          * (stdin is /dev/null anyway). -q: only errors on stderr. -d: populate
          * from the skeleton (upper/ and work/). */
-        char *const argv_d[] = {tool, "-q", "-F", "-E", ext_opts, "-d", skel, (char *)path, NULL};
-        char *const argv_p[] = {tool, "-q", "-F", "-E", ext_opts, (char *)path, NULL};
+        char *const argv_d[] = {tool, "-q", "-F",         "-O", "^resize_inode", "-E", ext_opts,
+                                "-d", skel, (char *)path, NULL};
+        char *const argv_p[] = {tool, "-q",     "-F",         "-O", "^resize_inode",
+                                "-E", ext_opts, (char *)path, NULL};
         r = fs_tool_run(overlay_dirs ? argv_d : argv_p, /* proto_fd= */ -1, err);
         if (overlay_dirs)
                 ext4_skeleton_remove(skel);

@@ -14,6 +14,7 @@
 #include <linux/fs.h>
 #include <linux/loop.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -208,6 +209,58 @@ Test(loop, shared_ro_attach_reuses_one_device)
         cr_assert_eq(loop_device_detach(priv_untrack(b), &err), LOOP_DEFERRED, "%s", err.msg);
         cr_assert_eq(loop_device_detach(priv_untrack(c), &err), LOOP_DETACHED, "%s", err.msg);
         cr_assert_not(priv_is_bound(nr, seq), "the last user frees the shared device");
+}
+
+/* The share registry names the device; a record that lies is only a hint. */
+Test(loop, shared_record_is_only_a_hint)
+{
+        if (getenv("LOOPSNAP_LOOP_SHARE_DIR") && !*getenv("LOOPSNAP_LOOP_SHARE_DIR"))
+                cr_skip_test("the share registry is switched off (LOOPSNAP_LOOP_SHARE_DIR=)");
+        const char *img = priv_image("rec.img", 8 * MiB);
+        const char *reg = priv_path("%s/share", priv_tmpdir());
+        cr_assert_eq(setenv("LOOPSNAP_LOOP_SHARE_DIR", reg, 1), 0);
+        unsigned f = LOOP_ATTACH_READ_ONLY | LOOP_ATTACH_SHARED;
+        struct stat st;
+        cr_assert_eq(stat(img, &st), 0);
+        const char *rec = priv_path("%s/%llx-%llx-0-0-0", reg, (unsigned long long)st.st_dev,
+                                    (unsigned long long)st.st_ino);
+        char buf[64] = "";
+
+        struct loop_device *a = attach_ok(img, priv_opts(f, "r"));
+        FILE *fp = fopen(rec, "r");
+        cr_assert(fp, "no record '%s': %m", rec);
+        cr_assert(fgets(buf, sizeof(buf), fp));
+        fclose(fp);
+        cr_assert_eq(atoi(buf), loop_device_get_nr(a), "record '%s' says %s", rec, buf);
+        struct loop_device *b = attach_ok(img, priv_opts(f, "r"));
+        cr_assert_eq(loop_device_get_nr(b), loop_device_get_nr(a));
+
+        /* A record naming a device that is bound to something else (or not
+         * at all) is not trusted: the attach binds a device of its own. */
+        const char *other = priv_image("rec2.img", 8 * MiB);
+        struct loop_device *x = attach_ok(other, priv_opts(LOOP_ATTACH_READ_ONLY, "r"));
+        fp = fopen(rec, "w");
+        cr_assert(fp);
+        fprintf(fp, "%d %llu\n", loop_device_get_nr(x),
+                (unsigned long long)loop_device_get_diskseq(x));
+        fclose(fp);
+        struct loop_device *c = attach_ok(img, priv_opts(f, "r"));
+        cr_assert_neq(loop_device_get_nr(c), loop_device_get_nr(x));
+        cr_assert_not(loop_device_is_shared_reuse(c), "shared a device the record lied about");
+        struct loop_status s = {0};
+        struct util_err err = {0};
+        cr_assert_eq(loop_device_query(c, &s, &err), 0, "%s", err.msg);
+        cr_assert(s.backing_dev == st.st_dev && s.backing_ino == st.st_ino);
+        release(a);
+        release(b);
+        release(c);
+        release(x);
+        /* The record now names a device autoclear freed: not trusted either. */
+        struct loop_device *d = attach_ok(img, priv_opts(f, "r"));
+        cr_assert_not(loop_device_is_shared_reuse(d));
+        cr_assert_eq(loop_device_query(d, &s, &err), 0, "%s", err.msg);
+        cr_assert(s.backing_dev == st.st_dev && s.backing_ino == st.st_ino);
+        release(d);
 }
 
 Test(loop, shared_attach_differs_for_rw_offset_and_size)
