@@ -103,8 +103,106 @@ static void trash_restore_live(struct snap_root *r, const int64_t *ids, size_t n
         }
 }
 
+static const struct snap_info *row_of(const struct snap_info *rows, size_t n, int64_t id)
+{
+        for (size_t k = 0; k < n; k++)
+                if (rows[k].id == id)
+                        return &rows[k];
+        return NULL;
+}
+
+/*
+ * Files of live snapshots that their kind does not use any more: a commit
+ * that converted the layer (erofs, or an image made from a directory upper)
+ * and died between its transaction and deleting the writable part, or died
+ * before its transaction after placing the new layer.
+ */
+static int sweep_stale_files(struct snap_root *r, const struct snap_info *rows, size_t n)
+{
+        bool erofs = strcmp(r->committed_format, "erofs") == 0;
+        int total = 0;
+
+        for (size_t k = 0; k < n; k++) {
+                const struct snap_info *i = &rows[k];
+                const char *stale[2] = {NULL, NULL};
+                if (i->kind == SNAP_KIND_COMMITTED && erofs)
+                        stale[0] = r->upper_dir ? "fs" : "fs.img";
+                else if (i->kind == SNAP_KIND_COMMITTED && r->upper_dir)
+                        stale[0] = "fs";
+                else if (i->kind == SNAP_KIND_ACTIVE && erofs)
+                        stale[0] = "layer.erofs";
+                else if (i->kind == SNAP_KIND_ACTIVE && r->upper_dir)
+                        stale[0] = "fs.img";
+                for (size_t s = 0; s < 2 && stale[s]; s++) {
+                        _cleanup_free_ char *p =
+                                snap_path(r, "snapshots/%lld/%s", (long long)i->id, stale[s]);
+                        struct stat st;
+                        if (!p || lstat(p, &st) < 0)
+                                continue;
+                        if (S_ISDIR(st.st_mode))
+                                snap_tree_remove(p);
+                        else
+                                (void)unlink(p);
+                        total += access(p, F_OK) != 0;
+                }
+        }
+        return total;
+}
+
+/* Whether committed `id` is stacked by a live active snapshot or view. */
+static bool layer_needed(const struct snap_info *rows, size_t n, int64_t id)
+{
+        for (size_t k = 0; k < n; k++) {
+                if (rows[k].kind == SNAP_KIND_COMMITTED)
+                        continue;
+                /* Walk up the chain (bounded: a chain cannot be longer
+                 * than the number of rows). */
+                int64_t p = rows[k].parent_id;
+                for (size_t hops = 0; p && hops <= n; hops++) {
+                        if (p == id)
+                                return true;
+                        const struct snap_info *pi = row_of(rows, n, p);
+                        p = pi ? pi->parent_id : 0;
+                }
+        }
+        return false;
+}
+
+/*
+ * m/<id>: activations of layers that are gone or not committed are removed
+ * (and counted); those of layers that no active snapshot or view stacks
+ * any more are dropped too (the cache's garbage collection; not counted,
+ * they were not wrong).
+ */
+static int sweep_activations(struct snap_root *r, const struct snap_info *rows, size_t n)
+{
+        _cleanup_free_ char *dir = snap_path(r, "m");
+        _cleanup_(closedirp) DIR *d = dir ? opendir(dir) : NULL;
+        struct dirent *de;
+        int total = 0;
+
+        while (d && (de = readdir(d))) {
+                uint64_t id;
+                if (de->d_name[0] == '.' || util_parse_u64(de->d_name, &id) < 0)
+                        continue;
+                const struct snap_info *i = row_of(rows, n, (int64_t)id);
+                bool valid = i && i->kind == SNAP_KIND_COMMITTED;
+                if (valid && layer_needed(rows, n, (int64_t)id))
+                        continue;
+                struct util_err e = {0};
+                int rc = snap_deactivate(r, (int64_t)id, &e);
+                if (rc < 0)
+                        util_debug(UTIL_DBG_SNAP, "cleanup: %s", e.msg);
+                else if (!valid)
+                        total++;
+        }
+        return total;
+}
+
 int snap_cleanup(struct snap_root *r, struct util_err *err)
 {
+        struct snap_info *rows = NULL;
+        size_t n_rows = 0;
         _cleanup_free_ int64_t *ids = NULL;
         size_t n_ids = 0;
         int total = 0, rc;
@@ -123,6 +221,11 @@ int snap_cleanup(struct snap_root *r, struct util_err *err)
         if (rc >= 0 &&
             (rc = sweep(r, "snapshots", NULL, ids ? ids : (int64_t[]){0}, n_ids, err)) >= 0)
                 total += rc;
+        if (rc >= 0 && (rc = snap_store_list(r->store, &rows, &n_rows, err)) >= 0) {
+                total += sweep_stale_files(r, rows, n_rows);
+                total += sweep_activations(r, rows, n_rows);
+                snap_info_list_free(rows, n_rows);
+        }
         (void)flock(r->lock_fd, LOCK_UN);
         return rc < 0 ? util_err_prefix(err, "cleanup '%s'", r->path) : total;
 }

@@ -388,6 +388,119 @@ static const struct snap_fs_ops snap_fs_xfs = {
         .magic_ok = xfs_magic_ok,
 };
 
+/* ---- read-only layer images from a directory --------------------------------- */
+
+/* erofs superblock at byte 1024, magic le32 0xE0F5E1E2. */
+bool snap_erofs_magic_ok(int fd)
+{
+        static const unsigned char magic[4] = {0xe2, 0xe1, 0xf5, 0xe0};
+        return fs_magic_at(fd, 1024, magic, sizeof(magic));
+}
+
+int snap_image_tool_check(const char *type, struct util_err *err)
+{
+        char tool[64];
+        if (strcmp(type, "erofs") == 0)
+                return fs_tool_find("mkfs.erofs", "erofs-utils", tool, sizeof(tool), err);
+        if (strcmp(type, "ext4") == 0)
+                return fs_tool_find("mkfs.ext4", "e2fsprogs", tool, sizeof(tool), err);
+        return util_err_setx(err, EINVAL, "no layer image type '%s'", type);
+}
+
+/* A layer image's size for mkfs.ext4 -d: room for the data twice over (block
+ * rounding, directories, extent blocks), a block and an inode per inode, and
+ * 16 MiB for the fixed metadata; sparse, so the slack costs nothing. */
+static uint64_t ext4_layer_size(uint64_t bytes, uint64_t inodes)
+{
+        uint64_t size = 2 * bytes + inodes * (4096 + 256) + (UINT64_C(16) << 20);
+        return (size + (UINT64_C(1) << 20) - 1) & ~((UINT64_C(1) << 20) - 1);
+}
+
+int snap_image_from_dir(const char *type, const char *src_dir, const char *const *exclude,
+                        uint64_t bytes, uint64_t inodes, const char *path, struct util_err *err)
+{
+        char tool[64], inodes_arg[32];
+        char *argv[24];
+        size_t n = 0;
+        bool erofs = strcmp(type, "erofs") == 0;
+        _cleanup_free_ char *excl = NULL;
+        int r;
+
+        if (!erofs && strcmp(type, "ext4") != 0)
+                return util_err_setx(err, EINVAL, "no layer image type '%s'", type);
+        if (!erofs && exclude && exclude[0])
+                return util_err_setx(err, EINVAL, "mkfs.ext4 -d cannot leave out '%s'", exclude[0]);
+        r = snap_image_tool_check(type, err);
+        if (r < 0)
+                return r;
+        (void)fs_tool_find(erofs ? "mkfs.erofs" : "mkfs.ext4", "", tool, sizeof(tool), NULL);
+
+        _cleanup_close_ int fd =
+                open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return util_err_set(err, errno, "create '%s'", path);
+        argv[n++] = tool;
+        if (erofs) {
+                /* Per-file mtimes as they are, xattrs kept (the default
+                 * tolerance), uncompressed: a lower layer is read often. */
+                argv[n++] = "--quiet";
+                argv[n++] = "--preserve-mtime";
+                size_t len = 0;
+                for (size_t k = 0; exclude && exclude[k]; k++)
+                        len += strlen(exclude[k]) + sizeof("--exclude-path=");
+                excl = calloc(1, len + 1);
+                if (!excl) {
+                        r = util_err_set(err, ENOMEM, "mkfs.erofs '%s'", path);
+                        goto fail;
+                }
+                char *p = excl;
+                for (size_t k = 0; exclude && exclude[k] && n < 16; k++) {
+                        argv[n++] = p;
+                        p += sprintf(p, "--exclude-path=%s", exclude[k]) + 1;
+                }
+        } else {
+                if (ftruncate(fd, (off_t)ext4_layer_size(bytes, inodes)) < 0) {
+                        r = util_err_set(err, errno, "resize '%s'", path);
+                        goto fail;
+                }
+                snprintf(inodes_arg, sizeof(inodes_arg), "%" PRIu64, inodes + 64);
+                argv[n++] = "-q";
+                argv[n++] = "-F";
+                argv[n++] = "-O";
+                argv[n++] = "^resize_inode,^has_journal";
+                argv[n++] = "-E";
+                argv[n++] = "lazy_itable_init=1";
+                argv[n++] = "-m";
+                argv[n++] = "0";
+                argv[n++] = "-N";
+                argv[n++] = inodes_arg;
+                argv[n++] = "-d";
+                argv[n++] = (char *)src_dir;
+        }
+        argv[n++] = (char *)path;
+        if (erofs)
+                argv[n++] = (char *)src_dir;
+        argv[n] = NULL;
+        r = fs_tool_run(argv, /* proto_fd= */ -1, err);
+        if (r < 0) {
+                util_err_prefix(err, "%s '%s' from '%s'", erofs ? "mkfs.erofs" : "mkfs.ext4", path,
+                                src_dir);
+                goto fail;
+        }
+        if (!(erofs ? snap_erofs_magic_ok(fd) : ext4_magic_ok(fd))) {
+                r = util_err_setx(err, EUCLEAN, "mkfs left no %s superblock in '%s'", type, path);
+                goto fail;
+        }
+        if (fsync(fd) < 0) {
+                r = util_err_set(err, errno, "fsync '%s'", path);
+                goto fail;
+        }
+        return 0;
+fail:
+        (void)unlink(path);
+        return r;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 static const struct snap_fs_ops *const snap_fs_backends[] = {

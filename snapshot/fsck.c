@@ -50,7 +50,7 @@ unsigned snap_fsck_problems(const struct snap_fsck_report *rep)
 {
         return rep->orphan_dirs + rep->tmp_leftovers + rep->trash_leftovers +
                rep->template_leftovers + rep->rows_without_files + rep->bad_images +
-               rep->leaked_loops + rep->leaked_mounts;
+               rep->stale_files + rep->leaked_loops + rep->leaked_mounts;
 }
 
 static void say(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -108,7 +108,8 @@ static void unescape(char *s)
         *w = '\0';
 }
 
-/* Mounts whose target is under <root>/tmp/: commit's temporary mounts. */
+/* Mounts whose target is under <root>/tmp/ (commit's temporary mounts), and
+ * activations (m/<id>) of layers that are gone or not committed. */
 static int find_mounts(struct ctx *c, struct util_err *err)
 {
         _cleanup_(fclosep) FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -123,7 +124,20 @@ static int find_mounts(struct ctx *c, struct util_err *err)
                         continue;
                 unescape(target);
                 const char *rel = below_root(c, target);
-                if (!rel || strncmp(rel, "tmp/", 4) != 0)
+                if (!rel)
+                        continue;
+                const char *why = NULL;
+                uint64_t id;
+                if (strncmp(rel, "tmp/", 4) == 0) {
+                        why = "a commit's temporary mount";
+                } else if (strncmp(rel, "m/", 2) == 0 && util_parse_u64(rel + 2, &id) == 0) {
+                        const struct snap_info *i = row_by_id(c, (int64_t)id);
+                        if (!i)
+                                why = "an activation of a layer that has no row";
+                        else if (i->kind != SNAP_KIND_COMMITTED)
+                                why = "an activation of a snapshot that is not committed";
+                }
+                if (!why)
                         continue;
                 bool seen = false;
                 for (size_t k = 0; k < c->n_mounts; k++)
@@ -136,7 +150,7 @@ static int find_mounts(struct ctx *c, struct util_err *err)
                 c->mounts = p;
                 snprintf(c->mounts[c->n_mounts++], PATH_MAX, "%s", target);
                 c->rep.leaked_mounts++;
-                say(c, "leftover mount on %s (a commit's temporary mount)", rel);
+                say(c, "leftover mount on %s (%s)", rel, why);
         }
         return 0;
 }
@@ -153,7 +167,8 @@ static const char *loop_leak_reason(const struct ctx *c, const struct loop_statu
                 return "its image is in the trash";
         long long sid;
         int end = 0;
-        if (sscanf(rel, "snapshots/%lld/fs.img%n", &sid, &end) == 1 && rel[end] == '\0') {
+        if (sscanf(rel, "snapshots/%lld/%n", &sid, &end) == 1 && end > 0 &&
+            (strcmp(rel + end, "fs.img") == 0 || strcmp(rel + end, "layer.erofs") == 0)) {
                 if (row_by_id(c, sid))
                         return NULL;
                 /* Something may still use it (a container mounted it
@@ -304,12 +319,56 @@ static void remove_row(struct ctx *c, const struct snap_info *i)
         }
 }
 
+/* The file (or directory) a row of this kind owns, and its image type
+ * (NULL: a directory). */
+static const char *row_file(const struct ctx *c, const struct snap_info *i, const char **type)
+{
+        struct snap_root *r = c->r;
+        *type = NULL;
+        if (i->kind == SNAP_KIND_VIEW && r->layout != SNAP_LAYOUT_BLOCK)
+                return "empty";
+        if (i->kind == SNAP_KIND_COMMITTED) {
+                *type = snap_committed_type(r);
+                return strcmp(r->committed_format, "erofs") == 0 ? "layer.erofs" : "fs.img";
+        }
+        if (i->kind == SNAP_KIND_ACTIVE && r->upper_dir)
+                return "fs";
+        *type = r->writable_fs;
+        return "fs.img";
+}
+
+/* The writable part or new layer a converting commit left (cleanup removes
+ * them; see sweep_stale_files). */
+static void check_stale(struct ctx *c, const struct snap_info *i)
+{
+        struct snap_root *r = c->r;
+        bool erofs = strcmp(r->committed_format, "erofs") == 0;
+        const char *stale = NULL;
+        if (i->kind == SNAP_KIND_COMMITTED && (erofs || r->upper_dir))
+                stale = r->upper_dir ? "fs" : "fs.img";
+        else if (i->kind == SNAP_KIND_ACTIVE && erofs)
+                stale = "layer.erofs";
+        else if (i->kind == SNAP_KIND_ACTIVE && r->upper_dir)
+                stale = "fs.img";
+        if (!stale)
+                return;
+        _cleanup_free_ char *p = snap_path(r, "snapshots/%lld/%s", (long long)i->id, stale);
+        struct stat st;
+        if (!p || lstat(p, &st) < 0)
+                return;
+        c->rep.stale_files++;
+        say(c, "row '%s' (id %lld): stale snapshots/%lld/%s (a commit that did not finish)",
+            i->name, (long long)i->id, (long long)i->id, stale);
+}
+
 static int check_rows(struct ctx *c, struct util_err *err)
 {
         for (size_t k = 0; k < c->n_rows; k++) {
                 const struct snap_info *i = &c->rows[k];
-                bool view = i->kind == SNAP_KIND_VIEW;
-                const char *file = view ? "empty" : "fs.img";
+                const char *type;
+                const char *file = row_file(c, i, &type);
+                check_stale(c, i);
+                bool view = type == NULL;
                 _cleanup_free_ char *path =
                         snap_path(c->r, "snapshots/%lld/%s", (long long)i->id, file);
                 struct stat st;
@@ -318,10 +377,10 @@ static int check_rows(struct ctx *c, struct util_err *err)
                         return util_err_set(err, ENOMEM, "fsck");
                 if (lstat(path, &st) == 0 && (view ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode))) {
                         struct util_err e = {0};
-                        if (!view && snap_image_verify(path, c->r->writable_fs, &e) < 0) {
+                        if (!view && snap_image_verify(path, type, &e) < 0) {
                                 c->rep.bad_images++;
-                                say(c, "row '%s' (id %lld): snapshots/%lld/fs.img is bad: %s",
-                                    i->name, (long long)i->id, (long long)i->id, e.msg);
+                                say(c, "row '%s' (id %lld): snapshots/%lld/%s is bad: %s", i->name,
+                                    (long long)i->id, (long long)i->id, file, e.msg);
                         }
                         continue;
                 }

@@ -19,8 +19,10 @@ struct snap_fsck_report {
         unsigned template_leftovers; /* templates/new-* */
         unsigned rows_without_files; /* fs.img (active/committed) or empty/ (view) missing */
         unsigned bad_images;         /* superblock fails snap_image_verify */
+        unsigned stale_files;        /* a converting commit's leftover writable part / layer */
         unsigned leaked_loops;       /* this root's loop devices nothing should hold */
-        unsigned leaked_mounts;      /* mounts under <root>/tmp/ (commit's temporary mounts) */
+        unsigned leaked_mounts;      /* mounts under <root>/tmp/ (commit's temporary mounts),
+                                        m/<id> of layers gone or not committed */
         unsigned fixed;              /* repairs made (repair=true) */
 };
 

@@ -72,6 +72,14 @@ int snap_image_verify(const char *path, const char *fstype, struct util_err *err
         _cleanup_close_ int fd = -EBADF;
         const struct snap_fs_ops *ops;
 
+        if (fstype && strcmp(fstype, "erofs") == 0) {
+                int r = util_open_regular(path, O_RDONLY, &fd, err);
+                if (r < 0)
+                        return r;
+                if (!snap_erofs_magic_ok(fd))
+                        return util_err_setx(err, EUCLEAN, "superblock of '%s' is not erofs", path);
+                return 0;
+        }
         ops = image_fs_get(fstype, err);
         if (!ops)
                 return -EINVAL;

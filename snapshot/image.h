@@ -88,5 +88,27 @@ int snap_image_clone(const char *src, const char *dst, enum snap_clone_method *r
  * -EINVAL (unknown type, or not a regular file) / -errno. */
 int snap_image_verify(const char *path, const char *fstype, struct util_err *err);
 
+/*
+ * snap_image_from_dir: a read-only layer image of the tree at `src_dir`
+ * (owners, modes, times, xattrs, device nodes such as overlay whiteouts,
+ * hard links kept) written to `path` (must not exist), fsync'ed.
+ *   "erofs": mkfs.erofs; `exclude` names top-level entries to leave out.
+ *   "ext4":  mkfs.ext4 -d into a sparse file sized from `bytes` and
+ *            `inodes` (the tree's allocation and inode count), without a
+ *            journal (the image is never written again); `exclude` must be
+ *            NULL (mke2fs has no way to leave entries out).
+ * On failure `path` is removed. Returns 0 or -errno (ENOENT naming a
+ * missing tool, EIO with the tool's first line of stderr).
+ */
+int snap_image_from_dir(const char *type, const char *src_dir, const char *const *exclude,
+                        uint64_t bytes, uint64_t inodes, const char *path, struct util_err *err);
+
+/* Whether fd starts with an erofs superblock. */
+bool snap_erofs_magic_ok(int fd);
+
+/* 0 when the tool that snap_image_from_dir needs for `type` is installed,
+ * else -ENOENT naming it and its Debian package. */
+int snap_image_tool_check(const char *type, struct util_err *err);
+
 /* Bytes allocated on disk for `path` (st_blocks * 512). */
 int snap_image_allocated(const char *path, uint64_t *ret, struct util_err *err);

@@ -62,16 +62,41 @@ static int add_mapped(struct builder *b, const char *type, const char *source,
         return mount_spec_add(b->spec, type, source, NULL, opts, err);
 }
 
+/* A committed layer (rw false) or the snapshot's own writable image. */
 static int add_image(struct builder *b, int64_t id, bool rw, struct util_err *err)
 {
-        _cleanup_free_ char *img = snap_path(b->r, "snapshots/%lld/fs.img", (long long)id);
-        bool xfs = strcmp(b->r->writable_fs, "xfs") == 0;
+        _cleanup_free_ char *img = rw ? snap_path(b->r, "snapshots/%lld/fs.img", (long long)id)
+                                      : snap_layer_image(b->r, id);
+        const char *type = rw ? b->r->writable_fs : snap_committed_type(b->r);
+        bool xfs = strcmp(type, "xfs") == 0;
         /* Every clone of a template shares its UUID; xfs refuses a second
          * mount of a UUID unless told not to check. */
         const char *opts[] = {rw ? "rw" : "ro", "loop", xfs ? "nouuid" : NULL, NULL};
         if (!img)
                 return util_err_set(err, ENOMEM, "mount spec");
-        return add(b, b->r->writable_fs, img, opts, err);
+        return add(b, type, img, opts, err);
+}
+
+/* upper_dir roots: the active snapshot's upper/ and work/ are directories
+ * under snapshots/<id>/fs, named by absolute path (the root's path is fixed
+ * for its lifetime, so the spec still never changes). */
+static int add_dir_upper(struct builder *b, int64_t id, size_t n, const char *lower,
+                         struct util_err *err)
+{
+        _cleanup_free_ char *up = snap_path(b->r, "snapshots/%lld/fs/upper", (long long)id);
+        _cleanup_free_ char *wk = snap_path(b->r, "snapshots/%lld/fs/work", (long long)id);
+        _cleanup_free_ char *upo = NULL, *wko = NULL;
+
+        if (!up || !wk)
+                return util_err_set(err, ENOMEM, "mount spec");
+        if (n == 0) {
+                const char *o[] = {"rbind", "rw", NULL};
+                return add(b, "bind", up, o, err);
+        }
+        if (asprintf(&upo, "upperdir=%s", up) < 0 || asprintf(&wko, "workdir=%s", wk) < 0)
+                return util_err_set(err, ENOMEM, "mount spec");
+        const char *o[] = {lower, upo, wko, NULL};
+        return add_mapped(b, "overlay", "overlay", o, err);
 }
 
 /* Block layout: the snapshot's own image is a whole filesystem (a clone of
@@ -147,7 +172,9 @@ int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct moun
                         snprintf(lower, sizeof(lower), "lowerdir={{ overlay 0 %zu }}/upper",
                                  n ? n - 1 : 0);
         }
-        if (rc >= 0 && i->kind == SNAP_KIND_ACTIVE) {
+        if (rc >= 0 && i->kind == SNAP_KIND_ACTIVE && r->upper_dir) {
+                rc = add_dir_upper(&b, i->id, n, lower, err);
+        } else if (rc >= 0 && i->kind == SNAP_KIND_ACTIVE) {
                 rc = add_image(&b, i->id, true, err);
                 if (rc >= 0 && n == 0) {
                         const char *o[] = {"rbind", "rw", NULL};

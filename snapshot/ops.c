@@ -29,6 +29,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 
 #include "idmap/idmap.h"
 #include "loop/loop.h"
@@ -91,6 +92,16 @@ static int tmp_name(struct snap_root *r, const char *suffix, char **ret, struct 
         return *ret ? 0 : util_err_set(err, ENOMEM, "tmp name");
 }
 
+/* Keeps the committed layers under snapshot `id` mounted (activate.c). */
+static void activate_parents(struct snap_root *r, int64_t id)
+{
+        _cleanup_free_ int64_t *parents = NULL;
+        size_t n = 0;
+        struct util_err e = {0};
+        if (snap_store_parents(r->store, id, &parents, &n, &e) >= 0)
+                snap_activate(r, parents, n);
+}
+
 static int create(struct snap_root *r, enum snap_kind kind, const char *key, const char *parent,
                   const struct snap_label *labels, size_t n_labels, struct mount_spec **ret_mounts,
                   struct util_err *err)
@@ -112,7 +123,24 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                 goto fail;
         }
         bool block = r->layout == SNAP_LAYOUT_BLOCK;
-        if (kind == SNAP_KIND_ACTIVE || block) {
+        if (kind == SNAP_KIND_ACTIVE && r->upper_dir) {
+                /* tmp/new-* becomes snapshots/<id>/fs: upper/ and work/
+                 * owned by the (mapped) root, as in a template image. */
+                rc = tmp_name(r, "", &tmp, err);
+                if (rc >= 0 && mkdir(tmp, 0700) < 0)
+                        rc = util_err_set(err, errno, "create '%s'", tmp);
+                static const char *const subs[] = {"upper", "work"};
+                for (size_t k = 0; rc >= 0 && k < UTIL_ARRAY_SIZE(subs); k++) {
+                        _cleanup_free_ char *d = NULL;
+                        if (asprintf(&d, "%s/%s", tmp, subs[k]) < 0)
+                                rc = util_err_set(err, ENOMEM, "prepare");
+                        else if (mkdir(d, 0755) < 0 || chown(d, p.root_uid, p.root_gid) < 0 ||
+                                 chmod(d, 0755) < 0)
+                                rc = util_err_set(err, errno, "create '%s'", d);
+                }
+                if (rc >= 0)
+                        util_fault_point("prepare-after-clone"); /* the same step */
+        } else if (kind == SNAP_KIND_ACTIVE || block) {
                 /* Overlay: an empty image with upper/ and work/ owned by the
                  * (mapped) root. Block: a whole filesystem, the parent's
                  * image cloned (its mount is idmapped instead: root 0:0). */
@@ -156,7 +184,10 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                 goto fail;
         dir = snap_path(r, "snapshots/%lld", (long long)info.id);
         bool has_image = kind == SNAP_KIND_ACTIVE || r->layout == SNAP_LAYOUT_BLOCK;
-        dst = snap_path(r, "snapshots/%lld/%s", (long long)info.id, has_image ? "fs.img" : "empty");
+        const char *own = !has_image                                 ? "empty"
+                          : kind == SNAP_KIND_ACTIVE && r->upper_dir ? "fs"
+                                                                     : "fs.img";
+        dst = snap_path(r, "snapshots/%lld/%s", (long long)info.id, own);
         if (!dir || !dst) {
                 rc = util_err_set(err, ENOMEM, "prepare");
                 goto fail;
@@ -185,6 +216,8 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
         in_txn = false;
         util_fault_point("create-after-db-commit");
         (void)flock(r->lock_fd, LOCK_UN);
+        if (r->activation && parent && *parent)
+                activate_parents(r, info.id);
 
         if (ret_mounts) {
                 rc = snap_layout_spec(r, &info, ret_mounts, err);
@@ -201,7 +234,7 @@ fail:
         if (dir)
                 (void)rmdir(dir);
         if (tmp && unlink(tmp) < 0)
-                (void)rmdir(tmp);
+                snap_tree_remove(tmp);
         (void)flock(r->lock_fd, LOCK_UN);
         util_err_prefix(err, "%s '%s'", kind == SNAP_KIND_ACTIVE ? "prepare" : "view", key);
 out:
@@ -233,9 +266,13 @@ int snap_mounts(struct snap_root *r, const char *key, struct mount_spec **ret, s
         return rc < 0 ? util_err_prefix(err, "mounts '%s'", key) : 0;
 }
 
-/* Mounts the image at a private tmp/ point, trims it, counts what is used. */
-static int measure(struct snap_root *r, const char *img, int64_t id, uint64_t *size,
-                   uint64_t *inodes, struct util_err *err)
+/*
+ * Mounts the image at a private tmp/ point, trims it, counts what is used;
+ * with `erofs_out`, also writes the erofs layer image of its tree there
+ * (without work/ and lost+found) while it is mounted.
+ */
+static int measure(struct snap_root *r, const char *img, int64_t id, const char *erofs_out,
+                   uint64_t *size, uint64_t *inodes, struct util_err *err)
 {
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
         _cleanup_free_ char *point = NULL;
@@ -274,17 +311,97 @@ static int measure(struct snap_root *r, const char *img, int64_t id, uint64_t *s
         }
         util_closep(&fd);
         fd = -EBADF;
-        int ur = mount_unmount_all(point, err);
+        if (rc >= 0 && erofs_out) {
+                static const char *const leave_out[] = {"work", "lost+found", NULL};
+                rc = snap_image_from_dir("erofs", point, leave_out, 0, 0, erofs_out, err);
+        }
+        int ur = mount_unmount_all(point, rc < 0 ? NULL : err);
         (void)rmdir(point);
         return rc < 0 ? rc : ur < 0 ? ur : 0;
+}
+
+/*
+ * Whether a plain-directory upper is in use in this mount namespace: an
+ * overlay names it as upperdir, or a mount's root is the directory itself
+ * (the bind of a snapshot without parents). Returns 1 with the mountpoint
+ * in `where`, 0, or -errno. Mounts of other namespaces (a container's) are
+ * not visible here: docs/snapshot.md says so.
+ */
+static int dir_upper_in_use(const char *upper, char *where, size_t size, struct util_err *err)
+{
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        struct stat up;
+        FILE *f;
+        int found = 0;
+
+        if (stat(upper, &up) < 0)
+                return util_err_set(err, errno, "stat '%s'", upper);
+        f = fopen("/proc/self/mountinfo", "re");
+        if (!f)
+                return util_err_set(err, errno, "open /proc/self/mountinfo");
+        while (!found && getline(&line, &cap, f) > 0) {
+                unsigned maj, min;
+                char target[4096];
+                if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, target) != 3)
+                        continue;
+                const char *dash = strstr(line, " - ");
+                const char *key = dash ? strstr(dash, "upperdir=") : NULL;
+                size_t len = strlen(upper);
+                bool named = key && strncmp(key + 9, upper, len) == 0 &&
+                             (key[9 + len] == ',' || key[9 + len] == ' ' || key[9 + len] == '\n');
+                struct stat st;
+                bool bound = !named && makedev(maj, min) == up.st_dev && stat(target, &st) == 0 &&
+                             st.st_dev == up.st_dev && st.st_ino == up.st_ino;
+                if (named || bound) {
+                        snprintf(where, size, "%s", target);
+                        found = 1;
+                }
+        }
+        fclose(f);
+        return found;
+}
+
+/*
+ * The committed layer image of a plain-directory upper: work/ is emptied
+ * (overlay's scratch space), the tree is measured, and `type`'s image is
+ * made from it at `out`.
+ */
+static int dir_layer_image(struct snap_root *r, const char *fsdir, const char *out, uint64_t *size,
+                           uint64_t *inodes, struct util_err *err)
+{
+        _cleanup_free_ char *work = NULL, *upper = NULL;
+        uint64_t all_bytes = 0, all_inodes = 0;
+        struct stat st;
+        int rc;
+
+        if (asprintf(&work, "%s/work", fsdir) < 0 || asprintf(&upper, "%s/upper", fsdir) < 0)
+                return util_err_set(err, ENOMEM, "commit");
+        if (stat(upper, &st) < 0)
+                return util_err_set(err, errno, "stat '%s'", upper);
+        snap_tree_remove(work);
+        if (mkdir(work, 0755) < 0 || chown(work, st.st_uid, st.st_gid) < 0)
+                return util_err_set(err, errno, "create '%s'", work);
+        if ((rc = snap_tree_usage(upper, size, inodes, err)) < 0 ||
+            (rc = snap_tree_usage(fsdir, &all_bytes, &all_inodes, err)) < 0)
+                return rc;
+        bool erofs = strcmp(r->committed_format, "erofs") == 0;
+        static const char *const leave_out[] = {"work", NULL};
+        return snap_image_from_dir(erofs ? "erofs" : "ext4", fsdir, erofs ? leave_out : NULL,
+                                   all_bytes, all_inodes, out, err);
 }
 
 int snap_commit(struct snap_root *r, const char *name, const char *key,
                 const struct snap_label *labels, size_t n_labels, struct util_err *err)
 {
         struct snap_info info = {0};
-        _cleanup_free_ char *img = NULL;
+        _cleanup_free_ char *img = NULL, *fsdir = NULL, *layer = NULL, *newlayer = NULL;
         uint64_t size = 0, inodes = 0;
+        bool erofs = strcmp(r->committed_format, "erofs") == 0;
+        /* Whether the layer is a new image (erofs, or made from a directory)
+         * rather than the active image itself. */
+        bool convert = erofs || r->upper_dir;
+        bool placed = false;
         int rc;
 
         if ((rc = snap_key_check(name, err)) < 0 ||
@@ -297,38 +414,83 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                 goto out;
         }
         img = snap_path(r, "snapshots/%lld/fs.img", (long long)info.id);
-        if (!img) {
+        fsdir = snap_path(r, "snapshots/%lld/fs", (long long)info.id);
+        layer = snap_layer_image(r, info.id);
+        if (!img || !fsdir || !layer ||
+            (convert && tmp_name(r, erofs ? ".erofs" : ".img", &newlayer, err) < 0)) {
                 rc = util_err_set(err, ENOMEM, "commit");
                 goto out;
         }
-        struct loop_status *devs = NULL;
-        size_t n_devs = 0;
-        struct loop_filter f = {.backing_path = img};
-        rc = loop_list(&f, &devs, &n_devs, err);
-        if (rc >= 0 && n_devs > 0)
-                rc = util_err_setx(err, EBUSY,
-                                   "'%s' is still attached to %s (mounted?): unmount it first", key,
-                                   devs[0].path);
-        free(devs);
+        if (r->upper_dir) {
+                char where[4096];
+                _cleanup_free_ char *upper = NULL;
+                if (asprintf(&upper, "%s/upper", fsdir) < 0) {
+                        rc = util_err_set(err, ENOMEM, "commit");
+                        goto out;
+                }
+                rc = dir_upper_in_use(upper, where, sizeof(where), err);
+                if (rc > 0)
+                        rc = util_err_setx(err, EBUSY,
+                                           "'%s' is still mounted on %s: unmount it first", key,
+                                           where);
+        } else {
+                struct loop_status *devs = NULL;
+                size_t n_devs = 0;
+                struct loop_filter f = {.backing_path = img};
+                rc = loop_list(&f, &devs, &n_devs, err);
+                if (rc >= 0 && n_devs > 0)
+                        rc = util_err_setx(err, EBUSY,
+                                           "'%s' is still attached to %s (mounted?): unmount it "
+                                           "first",
+                                           key, devs[0].path);
+                free(devs);
+        }
         if (rc < 0)
                 goto out;
-        /* Shared lock: the temporary mount lives in tmp/, which cleanup
-         * (exclusive) would otherwise take for a crash's leftover. */
+        /* Shared lock: the temporary mount and the new layer live in tmp/,
+         * which cleanup (exclusive) would otherwise take for leftovers. */
         if (flock(r->lock_fd, LOCK_SH) < 0) {
                 rc = util_err_set(err, errno, "lock the root");
                 goto out;
         }
-        rc = measure(r, img, info.id, &size, &inodes, err);
+        if (r->upper_dir)
+                rc = dir_layer_image(r, fsdir, newlayer, &size, &inodes, err);
+        else
+                rc = measure(r, img, info.id, erofs ? newlayer : NULL, &size, &inodes, err);
+        if (rc >= 0 && erofs)
+                rc = snap_image_allocated(newlayer, &size, err);
+        if (rc >= 0 && convert)
+                util_fault_point("commit-after-layer-image");
+        /* The new layer goes into place while the row is still active: a
+         * crash from here leaves an active snapshot with an extra file,
+         * which the next commit replaces and fsck removes. */
+        if (rc >= 0 && convert) {
+                if (rename(newlayer, layer) < 0)
+                        rc = util_err_set(err, errno, "rename '%s' to '%s'", newlayer, layer);
+                else
+                        placed = true;
+        }
+        if (rc < 0 && convert)
+                (void)unlink(newlayer);
         (void)flock(r->lock_fd, LOCK_UN);
         if (rc < 0)
                 goto out;
         util_fault_point("commit-before-db-commit");
         rc = snap_store_commit_active(r->store, name, key, labels, n_labels, size, inodes, NULL,
                                       err);
-        if (rc >= 0) {
-                util_fault_point("commit-after-db-commit");
-                (void)chmod(img, 0400);
+        if (rc < 0) {
+                if (placed)
+                        (void)unlink(layer);
+                goto out;
         }
+        util_fault_point("commit-after-db-commit");
+        (void)chmod(layer, 0400);
+        /* The writable part is not needed any more (a crash before this
+         * leaves it for fsck / cleanup). */
+        if (convert && r->upper_dir)
+                snap_tree_remove(fsdir);
+        else if (convert)
+                (void)unlink(img);
 out:
         snap_info_done(&info);
         return rc < 0 ? util_err_prefix(err, "commit '%s' as '%s'", key, name) : 0;
@@ -339,6 +501,10 @@ void snap_files_remove(const char *dir)
         char p[4200];
         snprintf(p, sizeof(p), "%s/fs.img", dir);
         (void)unlink(p);
+        snprintf(p, sizeof(p), "%s/layer.erofs", dir);
+        (void)unlink(p);
+        snprintf(p, sizeof(p), "%s/fs", dir);
+        snap_tree_remove(p);
         snprintf(p, sizeof(p), "%s/empty", dir);
         (void)rmdir(p);
         (void)rmdir(dir);
@@ -378,6 +544,11 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
         /* The row is gone: deleting the files is best effort from here on
          * (cleanup finishes what a crash interrupts). */
         util_fault_point("remove-after-db-commit");
+        if (info.kind == SNAP_KIND_COMMITTED) {
+                struct util_err e = {0};
+                if (snap_deactivate(r, info.id, &e) < 0)
+                        util_debug(UTIL_DBG_SNAP, "remove '%s': %s", key, e.msg);
+        }
         if (moved)
                 snap_files_remove(trash);
         snap_info_done(&info);
@@ -407,6 +578,10 @@ int snap_usage(struct snap_root *r, const char *key, struct snap_usage *ret, str
         if (info.kind == SNAP_KIND_COMMITTED) {
                 u.size = info.size;
                 u.inodes = info.inodes;
+        } else if (info.kind == SNAP_KIND_ACTIVE && r->upper_dir) {
+                _cleanup_free_ char *dir = snap_path(r, "snapshots/%lld/fs", (long long)info.id);
+                rc = dir ? snap_tree_usage(dir, &u.size, &u.inodes, err)
+                         : util_err_set(err, ENOMEM, "usage");
         } else if (info.kind == SNAP_KIND_ACTIVE || r->layout == SNAP_LAYOUT_BLOCK) {
                 _cleanup_free_ char *img =
                         snap_path(r, "snapshots/%lld/fs.img", (long long)info.id);

@@ -11,7 +11,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "snapshot/snapshot-internal.h"
 #include "util/json.h"
@@ -57,10 +60,11 @@ static int config_write(struct snap_root *r, struct util_err *err)
                 return util_err_set(err, ENOMEM, "config");
         int len = snprintf(text, sizeof(text),
                            "{\"version\": %d, \"layout\": \"%s\", \"writable_fs\": \"%s\", "
-                           "\"writable_size\": %" PRIu64 ", \"committed_format\": \"ext4\", "
-                           "\"upper_dir\": false}\n",
+                           "\"writable_size\": %" PRIu64 ", \"committed_format\": \"%s\", "
+                           "\"upper_dir\": %s}\n",
                            CONFIG_VERSION, r->layout == SNAP_LAYOUT_BLOCK ? "block" : "overlay",
-                           r->writable_fs, r->writable_size);
+                           r->writable_fs, r->writable_size, r->committed_format,
+                           r->upper_dir ? "true" : "false");
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
                 return util_err_set(err, errno, "create '%s'", tmp);
@@ -126,10 +130,80 @@ static int config_read(struct snap_root *r, const struct snap_root_opts *o, stru
                 return util_err_setx(err, EINVAL,
                                      "root '%s' was created with writable_size %lld, not %" PRIu64,
                                      r->path, YAJL_GET_INTEGER(size), o->writable_size);
+        /* Both were added with version 1 files already around: absent means
+         * the defaults (ext4, an image upper). */
+        const char *cf = "ext4";
+        yajl_val cfv = util_json_get(v, "committed_format", false);
+        if (cfv && util_json_string(cfv, "config.json: committed_format", &cf, err) < 0)
+                return -EINVAL;
+        if (strcmp(cf, "ext4") != 0 && strcmp(cf, "erofs") != 0)
+                return util_err_setx(err, EINVAL, "'%s': unknown committed_format '%s'", path, cf);
+        yajl_val ud = util_json_get(v, "upper_dir", false);
+        if (ud && !YAJL_IS_TRUE(ud) && !YAJL_IS_FALSE(ud))
+                return util_err_setx(err, EINVAL, "'%s': upper_dir is not true or false", path);
+        bool upper_dir = ud && YAJL_IS_TRUE(ud);
+        if (o->committed_format && strcmp(o->committed_format, cf) != 0)
+                return util_err_setx(err, EINVAL,
+                                     "root '%s' was created with committed_format '%s', not '%s'",
+                                     r->path, cf, o->committed_format);
+        /* false is the default: only an explicit true can disagree. */
+        if (o->upper_dir && !upper_dir)
+                return util_err_setx(err, EINVAL,
+                                     "root '%s' was created with an image upper, not upper_dir",
+                                     r->path);
         free(r->writable_fs);
+        free(r->committed_format);
         r->writable_fs = strdup(fs);
+        r->committed_format = strdup(cf);
+        r->upper_dir = upper_dir;
         r->writable_size = (uint64_t)YAJL_GET_INTEGER(size);
-        return r->writable_fs ? 1 : util_err_set(err, ENOMEM, "config");
+        return r->writable_fs && r->committed_format ? 1 : util_err_set(err, ENOMEM, "config");
+}
+
+/* Whether the kernel can mount `type` (fsopen loads the module on demand). */
+static bool kernel_has_fs(const char *type)
+{
+        int fd = (int)syscall(SYS_fsopen, type, FSOPEN_CLOEXEC);
+        if (fd >= 0) {
+                close(fd);
+                return true;
+        }
+        return errno != ENODEV;
+}
+
+/* The combinations a root can have, and what they need from the host. */
+static int settings_check(struct snap_root *r, struct util_err *err)
+{
+        bool erofs = strcmp(r->committed_format, "erofs") == 0;
+        if (r->layout == SNAP_LAYOUT_BLOCK && erofs)
+                return util_err_setx(err, EINVAL,
+                                     "committed_format 'erofs' needs layout 'overlay' (a block "
+                                     "layout's child is a writable clone of its parent's image)");
+        if (r->layout == SNAP_LAYOUT_BLOCK && r->upper_dir)
+                return util_err_setx(err, EINVAL,
+                                     "upper_dir needs layout 'overlay' (a block layout's "
+                                     "snapshot is one image)");
+        if (erofs && !kernel_has_fs("erofs"))
+                return util_err_setx(err, EOPNOTSUPP,
+                                     "committed_format 'erofs': this kernel cannot mount erofs");
+        if (erofs && snap_image_tool_check("erofs", err) < 0)
+                return -EOPNOTSUPP;
+        if (r->upper_dir && !erofs && snap_image_tool_check("ext4", err) < 0)
+                return -EOPNOTSUPP;
+        return 0;
+}
+
+const char *snap_committed_type(const struct snap_root *r)
+{
+        if (strcmp(r->committed_format, "erofs") == 0)
+                return "erofs";
+        return r->upper_dir ? "ext4" : r->writable_fs;
+}
+
+char *snap_layer_image(const struct snap_root *r, int64_t id)
+{
+        bool erofs = strcmp(r->committed_format, "erofs") == 0;
+        return snap_path(r, "snapshots/%lld/%s", (long long)id, erofs ? "layer.erofs" : "fs.img");
 }
 
 int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struct util_err *err)
@@ -146,13 +220,10 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
         /* Say what is missing before anything is created. */
         if (o->layout != SNAP_LAYOUT_OVERLAY && o->layout != SNAP_LAYOUT_BLOCK)
                 return util_err_setx(err, EINVAL, "unknown layout %d", (int)o->layout);
-        if (o->committed_format && strcmp(o->committed_format, "ext4") != 0)
-                return util_err_setx(err, EOPNOTSUPP,
-                                     "committed_format '%s' is not supported yet (only ext4)",
+        if (o->committed_format && strcmp(o->committed_format, "ext4") != 0 &&
+            strcmp(o->committed_format, "erofs") != 0)
+                return util_err_setx(err, EINVAL, "committed_format '%s': expected ext4 or erofs",
                                      o->committed_format);
-        if (o->upper_dir)
-                return util_err_setx(err, EOPNOTSUPP,
-                                     "a plain-directory writable upper is not supported yet");
         if (o->writable_fs && !snap_fs_lookup(o->writable_fs))
                 return util_err_setx(err, EINVAL, "writable_fs '%s': expected ext4 or xfs",
                                      o->writable_fs);
@@ -161,13 +232,16 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
         r->path = strdup(o->path ? o->path : SNAP_DEFAULT_ROOT);
         r->writable_fs = strdup(o->writable_fs ? o->writable_fs : "ext4");
         r->writable_size = o->writable_size ? o->writable_size : SNAP_DEFAULT_WRITABLE_SIZE;
-        if (!r->path || !r->writable_fs)
+        r->committed_format = strdup(o->committed_format ? o->committed_format : "ext4");
+        r->upper_dir = o->upper_dir;
+        r->m_lock_fd = -EBADF;
+        if (!r->path || !r->writable_fs || !r->committed_format)
                 return util_err_set(err, ENOMEM, "open root");
 
         rc = mkdir_0700(r->path, err);
         if (rc < 0)
                 return rc;
-        static const char *const subdirs[] = {"snapshots", "templates", "tmp", "trash"};
+        static const char *const subdirs[] = {"snapshots", "templates", "tmp", "trash", "m"};
         for (size_t k = 0; k < UTIL_ARRAY_SIZE(subdirs); k++) {
                 _cleanup_free_ char *p = snap_path(r, "%s", subdirs[k]);
                 if (!p)
@@ -184,10 +258,22 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
                 return util_err_set(err, errno, "open '%s'", lock);
 
         rc = config_read(r, o, err);
+        if (rc >= 0 && settings_check(r, err) < 0)
+                rc = -err->errnum;
         if (rc == 0)
                 rc = config_write(r, err);
         if (rc < 0)
                 return util_err_prefix(err, "open root '%s'", r->path);
+        _cleanup_free_ char *mlock = snap_path(r, "m/.lock");
+        if (!mlock)
+                return util_err_set(err, ENOMEM, "open root");
+        r->m_lock_fd = open(mlock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (r->m_lock_fd < 0)
+                return util_err_set(err, errno, "open '%s'", mlock);
+        /* The cache serves overlay lowers; a block-layout snapshot is one
+         * image of its own. */
+        r->activation = !o->no_activation_cache && r->layout == SNAP_LAYOUT_OVERLAY &&
+                        util_env_long("LOOPSNAP_ACTIVATION", 1) != 0;
 
         rc = snap_store_open(db, &r->store, err);
         if (rc < 0)
@@ -216,8 +302,10 @@ struct snap_root *snap_root_close(struct snap_root *r)
         snap_store_close(r->store);
         mount_engine_free(r->engine);
         util_closep(&r->lock_fd);
+        util_closep(&r->m_lock_fd);
         free(r->path);
         free(r->writable_fs);
+        free(r->committed_format);
         free(r);
         return NULL;
 }

@@ -14,7 +14,11 @@ struct snap_root {
         enum snap_layout layout;
         char *writable_fs;
         uint64_t writable_size;
-        char owner[24]; /* loop tag owner of this root */
+        char *committed_format; /* "ext4" or "erofs" */
+        bool upper_dir;         /* active snapshots' upper is snapshots/<id>/fs/ */
+        bool activation;        /* keep committed layers mounted under m/<id> */
+        int m_lock_fd;          /* <root>/m/.lock: LOCK_EX while activating */
+        char owner[24];         /* loop tag owner of this root */
 };
 
 /* "<root>/<fmt...>" into a malloc'ed string; NULL on ENOMEM. */
@@ -24,6 +28,30 @@ char *snap_path(const struct snap_root *r, const char *fmt, ...)
 /* The mount spec of snapshot `i` (active or view) from metadata alone. */
 int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct mount_spec **ret,
                      struct util_err *err);
+
+/* The type of committed layers' images: erofs, ext4 for a directory upper
+ * (made with mkfs.ext4 -d at commit), else the writable image's type. */
+const char *snap_committed_type(const struct snap_root *r);
+/* The image of snapshot `id` as a layer: "snapshots/<id>/layer.erofs" for
+ * erofs roots, else "snapshots/<id>/fs.img". malloc'ed; NULL on ENOMEM. */
+char *snap_layer_image(const struct snap_root *r, int64_t id);
+
+/* Activation cache (activate.c): makes sure committed layers `ids` are
+ * mounted read-only at m/<id>. Best effort: failures are traced, never
+ * returned (correctness never depends on the cache). */
+void snap_activate(struct snap_root *r, const int64_t *ids, size_t n);
+/* Unmounts m/<id> (all stacked mounts) and removes the directory. Returns
+ * 1 when something was mounted, 0 when not, -errno. */
+int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err);
+/* Whether m/<id> is a mount point. */
+bool snap_is_active(struct snap_root *r, int64_t id);
+
+/* Bytes allocated (st_blocks) and inodes of a directory tree, not crossing
+ * mounts or following links. */
+int snap_tree_usage(const char *dir, uint64_t *bytes, uint64_t *inodes, struct util_err *err);
+/* Removes a directory tree (not following links, not crossing mounts);
+ * best effort. */
+void snap_tree_remove(const char *dir);
 
 /* Removes what a snapshot left on disk (fs.img, empty/, the directory
  * itself), without following links or crossing mounts. Best effort. */

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Directory trees of a plain-directory upper: how much they use, and
+ * removing them. Both stay on the tree's filesystem (a mount inside is
+ * neither counted nor entered) and never follow symbolic links; removal
+ * works through directory fds (unlinkat), so a rename of a parent during
+ * the walk cannot redirect it.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "snapshot/snapshot-internal.h"
+
+/* Deep enough for any real image; deeper trees are left to fsck's report. */
+#define TREE_MAX_DEPTH 4096
+
+static int usage_at(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64_t *inodes)
+{
+        DIR *d = fdopendir(dfd);
+        struct dirent *de;
+        int r = 0;
+
+        if (!d) {
+                r = -errno;
+                close(dfd);
+                return r;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (st.st_dev != dev)
+                        continue;
+                *bytes += (uint64_t)st.st_blocks * 512;
+                (*inodes)++;
+                if (!S_ISDIR(st.st_mode))
+                        continue;
+                if (depth >= TREE_MAX_DEPTH) {
+                        r = -ELOOP;
+                        break;
+                }
+                int sub = openat(dirfd(d), de->d_name,
+                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) {
+                        r = -errno;
+                        break;
+                }
+                r = usage_at(sub, dev, depth + 1, bytes, inodes);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        return r;
+}
+
+int snap_tree_usage(const char *dir, uint64_t *bytes, uint64_t *inodes, struct util_err *err)
+{
+        struct stat st;
+        uint64_t b = 0, i = 1;
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (fd < 0)
+                return util_err_set(err, errno, "open '%s'", dir);
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                return util_err_set(err, e, "stat '%s'", dir);
+        }
+        b = (uint64_t)st.st_blocks * 512;
+        int r = usage_at(fd, st.st_dev, 0, &b, &i);
+        if (r < 0)
+                return util_err_set(err, -r, "measure '%s'", dir);
+        *bytes = b;
+        *inodes = i;
+        return 0;
+}
+
+static void remove_at(int dfd, dev_t dev, unsigned depth)
+{
+        DIR *d = fdopendir(dfd);
+        struct dirent *de;
+
+        if (!d) {
+                close(dfd);
+                return;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (!S_ISDIR(st.st_mode)) {
+                        (void)unlinkat(dirfd(d), de->d_name, 0);
+                        continue;
+                }
+                if (st.st_dev != dev || depth >= TREE_MAX_DEPTH)
+                        continue; /* a mount inside, or absurdly deep: left alone */
+                int sub = openat(dirfd(d), de->d_name,
+                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub >= 0)
+                        remove_at(sub, dev, depth + 1);
+                (void)unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+        }
+        closedir(d);
+}
+
+void snap_tree_remove(const char *dir)
+{
+        struct stat st;
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (fd < 0)
+                return;
+        if (fstat(fd, &st) < 0) {
+                close(fd);
+                return;
+        }
+        remove_at(fd, st.st_dev, 0);
+        (void)rmdir(dir);
+}
