@@ -32,8 +32,15 @@
  * failed-precondition, EAGAIN unavailable, EOPNOTSUPP not supported).
  * Every message names the key.
  *
- * Not supported yet (EOPNOTSUPP, said at open): erofs committed layers, a
- * plain-directory writable upper.
+ * Root variants (fixed at creation, docs/snapshot.md): committed layers as
+ * the trimmed writable image (ext4, default) or converted to erofs at
+ * commit (snapshots/<id>/layer.erofs); the writable upper as an image
+ * (default, quota) or as plain directories snapshots/<id>/fs/{upper,work}
+ * (upper_dir: no quota; commit makes the layer image from the directory).
+ * Both need the overlay layout (EINVAL otherwise).
+ *
+ * Activation cache: prepare and view keep the committed layers they stack
+ * mounted read-only at m/<id> (snapshot-internal.h); specs never name it.
  */
 #pragma once
 
@@ -138,7 +145,10 @@ int snap_walk(struct snap_root *r, const char *const *filters, size_t n_filters,
 
 /*
  * snap_cleanup: under the root's exclusive lock (no create in progress),
- * delete trash/ entries, tmp/ leftovers, templates/new-* and
- * snapshots/<id> directories without a row. Returns the number removed.
+ * delete trash/ entries, tmp/ leftovers, templates/new-*, snapshots/<id>
+ * directories without a row, stale files of converting commits and
+ * activations (m/<id>) of layers that are gone; also drop activations of
+ * layers no active snapshot or view stacks (not counted). Returns the
+ * number removed.
  */
 int snap_cleanup(struct snap_root *r, struct util_err *err);

@@ -2625,8 +2625,7 @@ static int snap_cold(struct snap_bench *b, struct snap_root **root, struct snap_
 
                         int r = snap_cleanup(*root, &err);
                         if (r < 0) {
-                                bench_warn("cleanup '%s': %s", b->roots[SNAP_MODE_QUOTA],
-                                           err.msg);
+                                bench_warn("cleanup '%s': %s", b->roots[SNAP_MODE_QUOTA], err.msg);
                                 return r;
                         }
                         r = snap_cycle(b, *root, "ctr", parent, NULL, 0, 0, what, ns, &err);
