@@ -58,6 +58,11 @@ snap() {
   out=$("$SNAPCTL" --root "$ROOT" --writable-size 64M "$@" 2>"$T/stderr")
   local rc=$?
   err=$(cat "$T/stderr")
+  # A sanitizer build reports on stderr (and changes the exit code).
+  if [[ "$err" == *Sanitizer* || "$err" == *"runtime error"* ]]; then
+    fail "snapctl $*: sanitizer report: $err"
+    return 1
+  fi
   if [ "$rc" != "$want" ]; then
     fail "snapctl $*: exit $rc, want $want; stderr: $err"
     return 1
