@@ -6,6 +6,7 @@
  * is refused, unknown non-zero tails are refused, as the kernel does for its
  * extensible structs), and the optional log callback.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,7 +50,9 @@ int plugin_err_out(struct loopsnap_error *out, const struct util_err *e, int rc)
 {
         if (rc >= 0 || !out)
                 return rc;
-        int errnum = e && e->errnum > 0 ? e->errnum : -rc;
+        /* errnum is always minus the return value (the contract); the
+         * message is the module's when it recorded one. */
+        int errnum = rc == INT_MIN ? EIO : -rc;
         out->kind = (int32_t)plugin_err_kind(errnum);
         out->errnum = errnum;
         if (e && e->errnum > 0)
@@ -72,6 +75,10 @@ int plugin_struct_check(const void *p, bool optional, size_t min, size_t known, 
                                      "%s: struct_size %u is smaller than its first version "
                                      "(%zu bytes)",
                                      what, size, min);
+        /* As the kernel's extensible structs: no struct grows past a page. */
+        if (size > PLUGIN_STRUCT_MAX)
+                return util_err_setx(e, E2BIG, "%s: struct_size %u is larger than %u bytes", what,
+                                     size, PLUGIN_STRUCT_MAX);
         const unsigned char *b = p;
         for (size_t k = known; k < size; k++)
                 if (b[k] != 0)

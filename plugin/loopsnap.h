@@ -35,8 +35,9 @@
  *     thread uses it, nor from inside a callback.
  *   - The plugin keeps no global mutable state of its own, installs no signal
  *     handlers, never calls exit(), and opens every descriptor O_CLOEXEC.
- *     Children it runs (mkfs, FUSE helpers) are started with posix_spawn and
- *     always reaped before the call returns.
+ *     Helpers it runs (mkfs, mount.fuse3, the user-namespace helper) are
+ *     reaped before the call returns; a FUSE filesystem's daemon, started by
+ *     its helper, lives on as the server of that mount.
  *
  * This header is self-contained: it includes only <stddef.h> and <stdint.h>.
  */

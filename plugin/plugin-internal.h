@@ -21,6 +21,10 @@
 #define PLUGIN_V1_SIZE(type, last_field) \
         (offsetof(type, last_field) + sizeof(((type *)0)->last_field))
 
+/* The largest struct_size a host may pass (a sanity bound: the tail past
+ * what the plugin knows is read to check it is zero). */
+#define PLUGIN_STRUCT_MAX 4096u
+
 struct loopsnap_root {
         /* Recursive: a walk callback may call stat or usage on the same
          * handle from the same thread (containerd: Stat works inside Walk). */
@@ -82,11 +86,14 @@ static inline void plugin_root_unlockp(struct loopsnap_root **h)
 /* Declares a locked handle released at the end of the scope. */
 #define _cleanup_root_unlock_ _cleanup_(plugin_root_unlockp)
 
-/* Locks `h0` into `h` (unlocked at scope end) or returns -EINVAL. */
+/* Declares `h`, the locked handle `h0` (unlocked at the end of the scope),
+ * or returns -EINVAL (with `e`) when `h0` is NULL. */
 #define PLUGIN_LOCK_OR_RETURN(h, h0, e)                                              \
         _cleanup_root_unlock_ struct loopsnap_root *h = plugin_root_lock((h0), (e)); \
-        if (!h)                                                                      \
-        return -EINVAL
+        do {                                                                         \
+                if (!h)                                                              \
+                        return -EINVAL;                                              \
+        } while (0)
 
 int plugin_root_open(const struct loopsnap_root_opts *opts, struct loopsnap_root **ret,
                      struct loopsnap_error *err);

@@ -275,7 +275,9 @@ static int walk_one(const struct snap_info *i, void *data, struct util_err *e)
                 return util_err_setx(e, ECANCELED, "walk stopped by the callback");
         }
         if (rc < 0)
-                return util_err_set(e, rc, "walk: the callback failed at '%s'", i->name);
+                /* Not an errno (INT_MIN, -100000): reported as EIO. */
+                return util_err_set(e, rc >= -4095 ? rc : -EIO, "walk: the callback failed at '%s'",
+                                    i->name);
         return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -139,6 +140,12 @@ static bool step_entry(loopsnap_plugin_v1_fn entry)
         e = err_new();
         EXPECT("unknown field", entry(&big.h, &t, &e), &e, E2BIG, LOOPSNAP_ERR_INVALID_ARGUMENT,
                "does not know");
+        /* An absurd size is refused before the tail is read (a sanitizer
+         * build would catch the over-read). */
+        e = err_new();
+        struct loopsnap_host huge = {.struct_size = 1u << 20, .abi_major = LOOPSNAP_ABI_MAJOR};
+        EXPECT("huge host", entry(&huge, &t, &e), &e, E2BIG, LOOPSNAP_ERR_INVALID_ARGUMENT,
+               "larger than");
         /* ... which is fine when zero. */
         big.newer = 0;
         OK(entry(&big.h, &t, &e), &e);
@@ -408,6 +415,11 @@ static bool step_walk_usage_update(struct loopsnap_root *r)
 
         w = (struct walk_seen){.r = r, .fail_with = -EIO};
         EXPECT("callback error", ops->walk(r, NULL, 0, walk_cb, &w, &e), &e, EIO,
+               LOOPSNAP_ERR_INTERNAL, "callback");
+        /* Not an errno at all: still a clean EIO. */
+        e = err_new();
+        w = (struct walk_seen){.r = r, .fail_with = INT_MIN};
+        EXPECT("callback INT_MIN", ops->walk(r, NULL, 0, walk_cb, &w, &e), &e, EIO,
                LOOPSNAP_ERR_INTERNAL, "callback");
         e = err_new();
         const char *bad[] = {"kind=="};
