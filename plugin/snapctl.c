@@ -172,7 +172,7 @@ static int label_add(struct ctl *c, const char *cmd, const char *arg)
  * Parses options out of argv[1..]. `cmd` NULL: the global part, which stops
  * at the command's name (optind then points at it). With a command, every
  * positional argument is collected into pos (in order; "--" ends the
- * options). Returns an exit code, or -1 after --version was printed.
+ * options). Returns an exit code, or -1 when --version was given.
  */
 static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv, bool *help,
                  char **pos, int *n_pos)

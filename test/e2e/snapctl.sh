@@ -111,6 +111,9 @@ snap 2 info a b
 snap 2 ls --repair
 snap 2 --label a=b ls
 snap 2 prepare k --label novalue
+snap 2 prepare k --label
+snap 2 -x ls
+snap 2 ls --bogus
 snap 2 --writable-size lots ls
 snap 2 oci-config "$T/bundle"
 checks=$((checks + 1))
