@@ -14,7 +14,7 @@ packages=(
   # style check run by the test suite
   clang-format
   # kernel tools used by tests and the benchmark baseline (losetup, mkfs.ext4)
-  util-linux mount e2fsprogs xfsprogs
+  util-linux mount e2fsprogs xfsprogs erofs-utils
   # FUSE mounts go through mount.fuse3; the tests mount with bindfs
   fuse3 bindfs
 )

@@ -249,7 +249,8 @@ struct loopsnap_fsck_report {
         uint32_t rows_without_files; /* a row whose image or directory is missing */
         uint32_t bad_images;         /* superblock check failed */
         uint32_t leaked_loops;       /* this root's loop devices nothing should hold */
-        uint32_t leaked_mounts;      /* leftover temporary mounts under the root */
+        uint32_t leaked_mounts;      /* leftover temporary mounts / activations under the root */
+        uint32_t stale_files;        /* a converting commit's leftover part (erofs, upper_dir) */
 };
 
 /* ---- the mount engine ------------------------------------------------------ */

@@ -647,6 +647,7 @@ static void fsck_counts(yajl_gen g, const struct loopsnap_fsck_report *r)
                 {"bad_images", offsetof(struct loopsnap_fsck_report, bad_images)},
                 {"leaked_loops", offsetof(struct loopsnap_fsck_report, leaked_loops)},
                 {"leaked_mounts", offsetof(struct loopsnap_fsck_report, leaked_mounts)},
+                {"stale_files", offsetof(struct loopsnap_fsck_report, stale_files)},
         };
         yajl_gen_map_open(g);
         for (size_t k = 0; k < UTIL_ARRAY_SIZE(f); k++) {

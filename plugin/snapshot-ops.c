@@ -368,6 +368,7 @@ static int fsck(struct loopsnap_root *h0, const struct loopsnap_fsck_opts *o,
                 .bad_images = rep.bad_images,
                 .leaked_loops = rep.leaked_loops,
                 .leaked_mounts = rep.leaked_mounts,
+                .stale_files = rep.stale_files,
         };
         plugin_log(h, LOOPSNAP_LOG_INFO, "fsck: %u problems, %u repairs", out.problems, out.fixed);
         if (ret)
