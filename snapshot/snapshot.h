@@ -139,3 +139,24 @@ int snap_walk(struct snap_root *r, const char *const *filters, size_t n_filters,
  * snapshots/<id> directories without a row. Returns the number removed.
  */
 int snap_cleanup(struct snap_root *r, struct util_err *err);
+
+/* ---- applying layers and importing OCI images (docs/apply.md) ---------- */
+
+/* "sha256:" + 64 lower-case hex digits + NUL. */
+#define SNAP_DIGEST_MAX 72
+
+/*
+ * snap_digest_check: whether `digest` is "sha256:<64 lower-case hex>".
+ * Returns 0, -EOPNOTSUPP for another algorithm ("sha512:..."), or -EINVAL.
+ */
+int snap_digest_check(const char *digest);
+
+/*
+ * snap_chain_id: the OCI chain id of a layer whose uncompressed digest is
+ * `diff_id` on top of the layers whose chain id is `parent` (NULL or "":
+ * the bottom layer): ChainID(L0) = DiffID(L0),
+ * ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)), "sha256:<hex>".
+ * Returns 0 and the id in `ret`, or -EINVAL (a digest is malformed) /
+ * -EOPNOTSUPP (not sha256) / -ENOMEM.
+ */
+int snap_chain_id(const char *parent, const char *diff_id, char ret[SNAP_DIGEST_MAX]);
