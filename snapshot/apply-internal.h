@@ -73,3 +73,72 @@ int snap_tar_scan_feed(struct snap_tar_scan *s, const void *buf, size_t len, str
 /* At the end of the stream: 0 when it ended where an archive may end, else
  * -EINVAL ("truncated"). */
 int snap_tar_scan_finish(struct snap_tar_scan *s, struct util_err *err);
+
+/* ---- the extraction sandbox (apply.c parent, apply-sandbox.c child) ------ */
+
+/* What the child is asked to do. Paths inside `jail` are relative to it. */
+struct snap_apply_job {
+        const char *jail;  /* the child's root directory (chroot) */
+        const char *root;  /* where to extract, inside the jail ("." or "layer/upper") */
+        const char *lower; /* OVERLAY: the parent layers, read-only, inside the jail; or NULL */
+        enum snap_apply_mode mode;
+        const char *tar_path; /* for messages */
+        /* Made by the parent before the fork (see apply-sandbox.c): */
+        struct snap_sha256 *sha; /* a fresh context for the diff id; the child's to use */
+        locale_t utf8;           /* C.UTF-8 for the child's thread, or (locale_t)0 */
+};
+
+/* The child's answer, written once to the report pipe. */
+struct snap_apply_report {
+        uint32_t magic;
+        int32_t errnum; /* 0: success */
+        uint64_t uncompressed_size;
+        uint64_t entries;
+        char diff_id[SNAP_DIGEST_MAX];
+        char msg[UTIL_ERR_MSG_MAX];
+};
+#define SNAP_APPLY_REPORT_MAGIC 0x6c736170u
+
+/* ---- the extractor (apply-extract.c), run behind the sandbox's walls --- */
+
+struct snap_extract;
+
+/* Before the walls: libarchive's readers and the rest of what allocates at
+ * first use. Takes over `sha` (also on failure). Returns 0 or -errno. */
+int snap_extract_new(enum snap_apply_mode mode, struct snap_sha256 *sha, struct snap_extract **ret,
+                     struct util_err *err);
+/* Behind them: reads the layer from `data_fd`, writes it beneath `root_fd`
+ * (`lower_fd`: the parent layers, read-only, or -1). Fills rep->entries,
+ * ->uncompressed_size and, on success, ->diff_id. Returns 0 or -errno with
+ * `err` naming the entry. */
+int snap_extract_run(struct snap_extract *x, int data_fd, int root_fd, int lower_fd,
+                     struct snap_apply_report *rep, struct util_err *err);
+struct snap_extract *snap_extract_free(struct snap_extract *x);
+UTIL_DEFINE_FREE_FUNC(struct snap_extract, snap_extract_free)
+
+/*
+ * snap_apply_child: the forked child's whole life. `jail_fd` is the jail
+ * (an open directory), `data_fd` the stream of the (compressed) layer,
+ * `report_fd` where the report goes. Never returns: _exit(0) after writing
+ * the report (also for a refused layer), _exit(2) when even that failed.
+ */
+_Noreturn void snap_apply_child(const struct snap_apply_job *j, int jail_fd, int data_fd,
+                                int report_fd);
+
+/*
+ * snap_apply_run: extract `tar_fd` (a regular file, read from its start) as
+ * `j` says, in the child, feeding it from here while hashing and reporting
+ * progress. Returns 0 and *ret, or -errno with `err` (no prefix).
+ */
+int snap_apply_run(const struct snap_apply_job *j, int tar_fd, snap_progress_fn progress,
+                   void *progress_data, struct snap_apply_result *ret, struct util_err *err);
+
+/*
+ * snap_apply_key_fd: snap_apply with the layer already open (`tar_fd`, a
+ * regular file, read from its start; `tar_path` names it in messages).
+ * Messages are not prefixed. Used by snap_apply and by import, which opens
+ * blobs beneath the layout directory itself.
+ */
+int snap_apply_key_fd(struct snap_root *r, const char *key, int tar_fd, const char *tar_path,
+                      snap_progress_fn progress, void *progress_data, struct snap_apply_result *ret,
+                      struct util_err *err);
