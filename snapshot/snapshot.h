@@ -233,3 +233,25 @@ int snap_apply_dir(const char *dir, enum snap_apply_mode mode, const char *tar_p
 int snap_apply(struct snap_root *r, const char *key, const char *tar_path,
                snap_progress_fn progress, void *progress_data, struct snap_apply_result *ret,
                struct util_err *err);
+
+/*
+ * snap_import_oci: import an image from the OCI image layout in
+ * `layout_dir` (oci-layout, index.json, blobs/sha256/): the manifest whose
+ * org.opencontainers.image.ref.name annotation in index.json is `ref`, or,
+ * with `ref` NULL, the only one (nested indexes are followed; where several
+ * manifests remain, the one for linux and this machine's architecture).
+ * Every blob read is checked against its descriptor (size and sha256);
+ * every layer's uncompressed digest against the config's rootfs.diff_ids.
+ * Layer n becomes a committed snapshot named by its chain id, on layer n-1;
+ * one that exists already (same parent) is kept and skipped. Each new layer
+ * is prepared under a temporary key ("import-<random>"), applied, checked
+ * and committed; on failure the temporary snapshot is removed, so nothing
+ * of a bad layer is left (the layers below it stay committed: they are
+ * correct). Layer media types: OCI tar, tar+gzip, tar+zstd and Docker's
+ * rootfs.diff.tar(.gzip). `progress` counts the bytes of all layer blobs.
+ * Returns 0 and the top layer's chain id in *ret_chain_id (malloc'ed;
+ * may be NULL), or -errno with `err` naming the file or layer at fault.
+ */
+int snap_import_oci(struct snap_root *r, const char *layout_dir, const char *ref,
+                    snap_progress_fn progress, void *progress_data, char **ret_chain_id,
+                    struct util_err *err);
