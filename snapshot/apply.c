@@ -213,17 +213,26 @@ int snap_apply_dir(const char *dir, enum snap_apply_mode mode, const char *tar_p
                    struct util_err *err)
 {
         _cleanup_close_ int fd = -EBADF;
+        struct util_err scratch = {0};
         int rc;
 
+        /* Errors are propagated by errno through calls whose return value
+         * is only exact when they have somewhere to write the message. */
+        if (!err)
+                err = &scratch;
         if (mode != SNAP_APPLY_MERGED && mode != SNAP_APPLY_OVERLAY)
                 return util_err_setx(err, EINVAL, "apply '%s': unknown mode %d", tar_path,
                                      (int)mode);
-        if ((rc = util_open_regular(tar_path, O_RDONLY | O_NONBLOCK, &fd, err)) < 0)
-                return util_err_prefix(err, "apply");
+        if ((rc = util_open_regular(tar_path, O_RDONLY | O_NONBLOCK, &fd, err)) < 0) {
+                util_err_prefix(err, "apply");
+                return rc;
+        }
         struct snap_apply_job j = {
                 .jail = dir, .root = ".", .lower = NULL, .mode = mode, .tar_path = tar_path};
         rc = snap_apply_run(&j, fd, progress, progress_data, ret, err);
-        return rc < 0 ? util_err_prefix(err, "apply '%s'", tar_path) : 0;
+        if (rc < 0)
+                util_err_prefix(err, "apply '%s'", tar_path);
+        return rc < 0 ? rc : 0;
 }
 
 /* ---- onto an active snapshot -------------------------------------------- */
@@ -282,8 +291,10 @@ static int mount_lower(struct snap_root *r, const struct snap_info *info, struct
         if (mkdir(j->lower, 0700) < 0)
                 return util_err_set(err, errno, "create '%s'", j->lower);
         snprintf(tagid, sizeof(tagid), "apply-lower-%lld", (long long)info->id);
-        if ((rc = mount_engine_apply(r->engine, spec, j->lower, tagid, NULL, err)) < 0)
-                return util_err_prefix(err, "mount the parent layers");
+        if ((rc = mount_engine_apply(r->engine, spec, j->lower, tagid, NULL, err)) < 0) {
+                util_err_prefix(err, "mount the parent layers");
+                return rc;
+        }
         j->lower_mounted = true;
         return 0;
 }
@@ -303,8 +314,10 @@ static int mount_layer(struct snap_root *r, const struct snap_info *info, const 
         if ((rc = mount_spec_add(spec, r->writable_fs, img, NULL, opts, err)) < 0)
                 return rc;
         snprintf(tagid, sizeof(tagid), "apply-%lld", (long long)info->id);
-        if ((rc = mount_engine_apply(r->engine, spec, j->layer, tagid, NULL, err)) < 0)
-                return util_err_prefix(err, "mount '%s'", img);
+        if ((rc = mount_engine_apply(r->engine, spec, j->layer, tagid, NULL, err)) < 0) {
+                util_err_prefix(err, "mount '%s'", img);
+                return rc;
+        }
         j->layer_mounted = true;
         return 0;
 }
@@ -323,6 +336,7 @@ static int apply_locked(struct snap_root *r, const struct snap_info *info, const
                         int tar_fd, const char *tar_path, snap_progress_fn progress,
                         void *progress_data, struct snap_apply_result *ret, struct util_err *err)
 {
+        struct snap_apply_result res;
         struct jail j = {0};
         bool overlay = r->layout == SNAP_LAYOUT_OVERLAY;
         int rc;
@@ -357,16 +371,20 @@ static int apply_locked(struct snap_root *r, const struct snap_info *info, const
                         .mode = overlay ? SNAP_APPLY_OVERLAY : SNAP_APPLY_MERGED,
                         .tar_path = tar_path,
                 };
-                rc = snap_apply_run(&job, tar_fd, progress, progress_data, ret, err);
+                rc = snap_apply_run(&job, tar_fd, progress, progress_data, &res, err);
         }
         if (rc >= 0 && j.layer_mounted)
                 rc = layer_sync(&j, err);
         struct util_err rerr = {0};
         int rr = jail_release(&j, &rerr);
         if (rc >= 0 && rr < 0) {
-                *err = rerr;
+                if (err)
+                        *err = rerr;
                 rc = rr;
         }
+        /* Only now: a failed sync or unmount is a failed apply. */
+        if (rc >= 0 && ret)
+                *ret = res;
         return rc;
 }
 
@@ -430,10 +448,15 @@ int snap_apply(struct snap_root *r, const char *key, const char *tar_path,
                struct util_err *err)
 {
         _cleanup_close_ int tar_fd = -EBADF;
+        struct util_err scratch = {0};
+        if (!err)
+                err = &scratch; /* as in snap_apply_dir */
         /* O_NONBLOCK: a FIFO planted at the path must not hang the open
          * (util_open_regular refuses it right after). */
         int rc = util_open_regular(tar_path, O_RDONLY | O_NONBLOCK, &tar_fd, err);
         if (rc >= 0)
                 rc = snap_apply_key_fd(r, key, tar_fd, tar_path, progress, progress_data, ret, err);
-        return rc < 0 ? util_err_prefix(err, "apply '%s' to '%s'", tar_path, key) : 0;
+        if (rc < 0)
+                util_err_prefix(err, "apply '%s' to '%s'", tar_path, key);
+        return rc < 0 ? rc : 0;
 }

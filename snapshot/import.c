@@ -202,8 +202,10 @@ static int blob_open(struct ctx *c, const struct desc *d, const char *what, int 
         int r;
 
         blob_path(d, path);
-        if ((r = layout_open(c, path, &fd, &st, err)) < 0)
-                return util_err_prefix(err, "%s", what);
+        if ((r = layout_open(c, path, &fd, &st, err)) < 0) {
+                util_err_prefix(err, "%s", what);
+                return r;
+        }
         if ((uint64_t)st.st_size != d->size)
                 return util_err_setx(err, EINVAL,
                                      "%s: blob %s has %lld bytes, its descriptor says %llu", what,
@@ -480,7 +482,8 @@ static int layer_present(struct ctx *c, const char *name, const char *parent, st
         if (r == -ENOENT)
                 return 0;
         if (r < 0) {
-                *err = e;
+                if (err)
+                        *err = e;
                 return r;
         }
         if (i.kind != SNAP_KIND_COMMITTED)
@@ -559,7 +562,13 @@ int snap_import_oci(struct snap_root *r, const char *layout_dir, const char *ref
         struct image im = {0};
         struct desc md;
         char chain[SNAP_DIGEST_MAX] = "", parent[SNAP_DIGEST_MAX] = "";
+        struct util_err scratch = {0};
         int rc;
+
+        /* The errno of a failure (EEXIST from a racing import's commit, say)
+         * is only exact from calls that have somewhere to write. */
+        if (!err)
+                err = &scratch;
 
         c.dfd = open(layout_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c.dfd < 0) {
@@ -595,5 +604,7 @@ int snap_import_oci(struct snap_root *r, const char *layout_dir, const char *ref
 out:
         image_done(&im);
         util_closep(&c.dfd);
-        return rc < 0 ? util_err_prefix(err, "import '%s'", layout_dir) : 0;
+        if (rc < 0)
+                util_err_prefix(err, "import '%s'", layout_dir);
+        return rc < 0 ? rc : 0;
 }

@@ -1635,9 +1635,15 @@ Test(apply, apply_preconditions)
         cr_assert_eq(snap_apply(r, "a", tar, NULL, NULL, NULL, &err), 0, "%s", err.msg);
         cr_assert_eq(snap_commit(r, "c", "a", NULL, 0, &err), 0, "%s", err.msg);
 
-        cr_expect_eq(snap_apply(r, "c", tar, NULL, NULL, NULL, &err), -EBUSY);
+        struct snap_apply_result untouched = {.entries = 4242};
+        cr_expect_eq(snap_apply(r, "c", tar, NULL, NULL, &untouched, &err), -EBUSY);
         cr_expect(strstr(err.msg, "'c' is committed"), "%s", err.msg);
+        cr_expect_eq(untouched.entries, 4242, "the result is left alone on failure");
         util_err_clear(&err);
+        /* err may be NULL. */
+        cr_expect_eq(snap_apply(r, "c", tar, NULL, NULL, NULL, NULL), -EBUSY);
+        int irc = snap_import_oci(r, priv_tmpdir(), NULL, NULL, NULL, NULL, NULL);
+        cr_expect_eq(irc, -ENOENT, "import without a layout: %d", irc);
         cr_expect_eq(snap_apply(r, "missing", tar, NULL, NULL, NULL, &err), -ENOENT);
         util_err_clear(&err);
         cr_assert_eq(snap_view(r, "v", "c", NULL, 0, NULL, &err), 0, "%s", err.msg);
