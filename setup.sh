@@ -9,8 +9,9 @@ set -euo pipefail
 packages=(
   # build
   gcc make cmake pkg-config
-  # libraries (DESIGN.md: libmount, yajl, libseccomp, sqlite3, libarchive; criterion for tests)
-  libmount-dev libyajl-dev libseccomp-dev libsqlite3-dev libarchive-dev libcriterion-dev
+  # libraries (DESIGN.md: libmount, yajl, libseccomp, sqlite3, libarchive; criterion for tests;
+  # OpenSSL's libcrypto for the sha256 of OCI blobs)
+  libmount-dev libyajl-dev libseccomp-dev libsqlite3-dev libarchive-dev libcriterion-dev libssl-dev
   # style check run by the test suite
   clang-format
   # kernel tools used by tests and the benchmark baseline (losetup, mkfs.ext4)
