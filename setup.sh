@@ -18,6 +18,8 @@ packages=(
   util-linux mount e2fsprogs xfsprogs erofs-utils
   # FUSE mounts go through mount.fuse3; the tests mount with bindfs
   fuse3 bindfs
+  # the demo's and the end-to-end tests' image (busybox), JSON checks in e2e tests
+  busybox-static python3
 )
 
 missing=()
