@@ -514,8 +514,8 @@ static bool step_layers(struct loopsnap_root *r)
         char *chain = NULL;
 
         struct loopsnap_apply_opts ao = {.struct_size = sizeof(ao), .tar_path = "/nonexistent.tar"};
-        EXPECT("apply_layer", ops->apply_layer(r, "b", &ao, &e), &e, ENOENT,
-               LOOPSNAP_ERR_NOT_FOUND, "/nonexistent.tar");
+        EXPECT("apply_layer", ops->apply_layer(r, "b", &ao, &e), &e, ENOENT, LOOPSNAP_ERR_NOT_FOUND,
+               "/nonexistent.tar");
         e = err_new();
         ao.struct_size = 4;
         EXPECT("small apply opts", ops->apply_layer(r, "b", &ao, &e), &e, EINVAL,
