@@ -1423,12 +1423,20 @@ Test(apply, crash_while_mounted_then_cleanup)
 
         /* The child dies at the fault point with the image (and the parent
          * layers) mounted in tmp/: no cleanup of its own, like a kill -9. */
+        /* The child opens the root itself: an SQLite connection must not be
+         * used across fork (the parent's stays the parent's). */
+        const char *root_path = priv_keep(priv_path("%s", snap_root_path(r)));
+        fflush(NULL);
         pid_t pid = fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
-                setenv("LOOPSNAP_FAULT", "apply-while-mounted", 1);
+                struct snap_root_opts o = {.path = root_path};
+                struct snap_root *cr = NULL;
                 struct util_err e = {0};
-                int rc = snap_apply(r, "k", l[1].path, NULL, NULL, NULL, &e);
+                setenv("LOOPSNAP_FAULT", "apply-while-mounted", 1);
+                if (snap_root_open(&o, &cr, &e) < 0)
+                        _exit(2);
+                int rc = snap_apply(cr, "k", l[1].path, NULL, NULL, NULL, &e);
                 _exit(rc == 0 ? 0 : 1);
         }
         int status;
