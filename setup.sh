@@ -17,6 +17,8 @@ packages=(
   util-linux mount e2fsprogs xfsprogs erofs-utils
   # FUSE mounts go through mount.fuse3; the tests mount with bindfs
   fuse3 bindfs
+  # the OCI hook's end-to-end test and benchmark run busybox containers under crun
+  crun busybox-static
 )
 
 missing=()

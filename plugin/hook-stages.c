@@ -175,6 +175,7 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
                         return rc;
                 }
                 *created = true;
+                util_fault_point("hook-runtime-after-prepare");
                 rc = snap_stat(r, in->key, &info, err);
         } else if (rc >= 0) {
                 if (info.kind == SNAP_KIND_COMMITTED) {
@@ -240,6 +241,7 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
         if ((rc = mount_attach(tree, point, err)) < 0)
                 return rc;
         *attached = true;
+        util_fault_point("hook-runtime-after-attach");
         util_debug(UTIL_DBG_PLUGIN, "createRuntime '%s': snapshot '%s' staged at %s", in->id,
                    in->key, point);
         return 0;
@@ -275,6 +277,7 @@ int hook_create_runtime(struct hook_input *in, struct util_err *err)
         close(lock);
         if (rc < 0)
                 return rc;
+        util_fault_point("hook-runtime-after-entry");
 
         rc = runtime_stage(in, &e, &created, &attached, err);
         if (rc < 0) {
@@ -316,6 +319,7 @@ int hook_create_container(struct hook_input *in, struct util_err *err)
         if (rc >= 0)
                 rc = mount_move_children(e.root_path, point, err);
         if (rc >= 0) {
+                util_fault_point("hook-container-after-moves");
                 util_debug(UTIL_DBG_PLUGIN, "createContainer '%s': moved %d mounts", in->id, rc);
                 if (e.readonly)
                         rc = mount_set_readonly(point, err);
