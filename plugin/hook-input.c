@@ -147,6 +147,10 @@ int hook_input_read_state(int fd, struct hook_input *in, struct util_err *err)
                                              "state: pid: expected a non-negative integer");
                 in->pid = (pid_t)YAJL_GET_INTEGER(pid);
         }
+        const char *status = NULL;
+        if ((r = opt_string(root, "status", "state: status", &status, err)) < 0)
+                return r;
+        snprintf(in->status, sizeof(in->status), "%s", status ? status : "");
         r = util_json_string(util_json_get(root, "bundle", false), "state: bundle", &bundle, err);
         if (r < 0)
                 return r;
@@ -348,5 +352,35 @@ int hook_input_read_config(struct hook_input *in, struct util_err *err)
         if (lx && ((r = mapping(lx, "uidMappings", &in->uidmap, err)) < 0 ||
                    (r = mapping(lx, "gidMappings", &in->gidmap, err)) < 0))
                 return r;
+        return 0;
+}
+
+int hook_stage_guess(const struct hook_input *in, const char **ret, struct util_err *err)
+{
+        char self[64] = "", init[64] = "", path[64];
+
+        if (strcmp(in->status, "stopped") == 0) {
+                *ret = "poststop";
+                return 0;
+        }
+        if (strcmp(in->status, "created") != 0 && strcmp(in->status, "creating") != 0)
+                return util_err_setx(err, EINVAL,
+                                     "auto: status '%s' is not a stage of this hook (register it "
+                                     "for createRuntime, createContainer and poststop)",
+                                     in->status);
+        /* crun gives createContainer pid 0; runtimes that give the init's
+         * pid run createContainer in its mount namespace, createRuntime in
+         * the runtime's. */
+        if (in->pid <= 0) {
+                *ret = "createContainer";
+                return 0;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)in->pid);
+        ssize_t a = readlink("/proc/self/ns/mnt", self, sizeof(self) - 1);
+        ssize_t b = readlink(path, init, sizeof(init) - 1);
+        if (a < 0 || b < 0)
+                return util_err_set(err, errno, "auto: read the mount namespaces");
+        self[a] = init[b] = '\0';
+        *ret = strcmp(self, init) == 0 ? "createContainer" : "createRuntime";
         return 0;
 }

@@ -3,7 +3,7 @@
  * loopsnap-oci-hook — an OCI runtime hook that gives a container its root
  * filesystem from a loopsnap snapshot (docs/hook.md).
  *
- *   loopsnap-oci-hook createRuntime|createContainer|poststop   (state on stdin)
+ *   loopsnap-oci-hook createRuntime|createContainer|poststop|auto   (state on stdin)
  *   loopsnap-oci-hook sweep        release entries of containers that are gone
  *
  * This file parses the command line, reads the state and reports errors:
@@ -65,12 +65,14 @@ static void set_extra_log(const char *path)
 static void usage(FILE *f)
 {
         fprintf(f,
-                "Usage: %s createRuntime|createContainer|poststop   (OCI state JSON on stdin)\n"
+                "Usage: %s createRuntime|createContainer|poststop|auto   (OCI state JSON on "
+                "stdin)\n"
                 "       %s sweep\n\n"
                 "An OCI runtime hook giving a container its root filesystem from a loopsnap\n"
                 "snapshot (docs/hook.md). Register all three stages; 'snapctl oci-config'\n"
-                "writes them into a bundle. 'sweep' releases staging entries (and their\n"
-                "snapshots) of containers that are gone.\n",
+                "writes them into a bundle; 'auto' tells the stage from the state (for\n"
+                "oci-hooks(5) files, which pass one argument list to every stage). 'sweep'\n"
+                "releases staging entries (and their snapshots) of containers that are gone.\n",
                 HOOK_NAME, HOOK_NAME);
 }
 
@@ -110,13 +112,14 @@ int main(int argc, char **argv)
                 printf("released %d entr%s\n", rc, rc == 1 ? "y" : "ies");
                 return 0;
         }
+        bool automatic = strcmp(stage, "auto") == 0;
         if (strcmp(stage, "createRuntime") == 0)
                 run = hook_create_runtime;
         else if (strcmp(stage, "createContainer") == 0)
                 run = hook_create_container;
         else if (strcmp(stage, "poststop") == 0)
                 run = hook_poststop;
-        if (!run) {
+        if (!run && !automatic) {
                 fprintf(stderr, "%s: unknown stage '%s'\n", HOOK_NAME, stage);
                 usage(stderr);
                 return 2;
@@ -124,6 +127,13 @@ int main(int argc, char **argv)
 
         rc = hook_input_read_state(STDIN_FILENO, &in, &err);
         set_extra_log(in.stderr_file);
+        if (rc >= 0 && automatic) {
+                rc = hook_stage_guess(&in, &stage, &err);
+                if (rc >= 0)
+                        run = strcmp(stage, "createRuntime") == 0     ? hook_create_runtime
+                              : strcmp(stage, "createContainer") == 0 ? hook_create_container
+                                                                      : hook_poststop;
+        }
         if (rc >= 0)
                 rc = run(&in, &err);
         if (rc < 0) {

@@ -60,7 +60,8 @@
  * the bundle's config.json. */
 struct hook_input {
         char id[HOOK_ID_MAX + 1];
-        pid_t pid; /* container init (createRuntime, poststart); 0 elsewhere */
+        pid_t pid;       /* container init (createRuntime, poststart); 0 elsewhere */
+        char status[16]; /* "created", "stopped"...; "" when absent */
         char *bundle;
         /* From config.json (read only by the host-side stages). */
         char *root_path; /* root.path made absolute against bundle, realpath()ed */
@@ -85,6 +86,13 @@ void hook_input_done(struct hook_input *in);
  * Returns: 0, or -errno with `err` saying what is wrong with the input.
  */
 int hook_input_read_state(int fd, struct hook_input *in, struct util_err *err);
+
+/* hook_stage_guess: the stage from the state, for "auto" (oci-hooks(5)
+ * files pass the same arguments to every stage): status "stopped" is
+ * poststop; "created" is createContainer when pid is 0 (crun) or when we
+ * are in the init's mount namespace already, else createRuntime.
+ * Returns: 0 and a static stage name, or -EINVAL for other statuses. */
+int hook_stage_guess(const struct hook_input *in, const char **ret, struct util_err *err);
 
 /* hook_input_read_config: read <bundle>/config.json (at most
  * HOOK_CONFIG_MAX_BYTES) into the rest of `in`. Returns: 0, or -errno with

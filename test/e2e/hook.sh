@@ -25,6 +25,7 @@ set -uo pipefail
 
 SNAPCTL=$(realpath "$1")
 HOOK=$(realpath "$2")
+HOOKS_JSON=$(realpath "$(dirname "$0")/../../docs/loopsnap-hook.json")
 
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root"
@@ -203,6 +204,17 @@ plain_out=$(cd "$T/b/plaindir" && "${CRUN[@]}" run p1 2>&1)
 check "c1: mount count as with a plain directory (hook: $(grep nmounts <<<"$out"), plain: $(grep nmounts <<<"$plain_out"))" \
   [ "$(grep nmounts <<<"$out")" = "$(grep nmounts <<<"$plain_out")" ]
 left_nothing c1
+
+# ---- the shipped oci-hooks(5) file: one hook, stage "auto" ----------------------------
+echo "== stage auto (docs/loopsnap-hook.json)"
+mkbundle auto "$(python3 -c 'import json,sys; print(json.dumps(["sh","-c",sys.argv[1]]))' "$CHECK_SCRIPT")"
+edit auto 'h = json.load(open("'"$HOOKS_JSON"'")); assert h["version"] == "1.0.0"; h["hook"]["path"] = "'"$HOOK"'"; c["hooks"] = {s: [h["hook"]] for s in h["stages"]}'
+run auto a1
+check "a1: crun run: rc $rc: $out" [ "$rc" = 0 ]
+for want in origin=base-image rootfs=overlay keys=masked procsys=ro root=writable; do
+  check "a1: '$want' in: $out" grep -qx "$want" <<<"$out"
+done
+left_nothing a1
 
 # ---- keep-after-stop ----------------------------------------------------------------
 echo "== keep-after-stop"
