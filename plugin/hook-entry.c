@@ -34,6 +34,7 @@ void hook_entry_done(struct hook_entry *e)
         free(e->snap_root);
         free(e->key);
         free(e->image);
+        free(e->loop_tag);
         *e = (struct hook_entry){0};
 }
 
@@ -164,6 +165,8 @@ static int entry_json(const struct hook_entry *e, char **ret)
         BOOL(e->owned);
         KEY("image");
         STR(e->image);
+        KEY("loop_tag");
+        STR(e->loop_tag);
         yajl_gen_map_close(g);
 #undef KEY
 #undef STR
@@ -289,6 +292,8 @@ int hook_entry_read(const char *id, struct hook_entry *ret, struct util_err *err
                 r = get_bool(root, "owned", &e.owned, err);
         if (r >= 0)
                 r = get_str(root, "image", true, &e.image, err);
+        if (r >= 0)
+                r = get_str(root, "loop_tag", true, &e.loop_tag, err);
         if (r < 0) {
                 hook_entry_done(&e);
                 return util_err_prefix(err, "'%s'", path);

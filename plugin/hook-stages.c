@@ -52,39 +52,79 @@ static const char *spec_writable_image(const struct mount_spec *s)
         return NULL;
 }
 
-/* How many loop devices are bound to `image` (0 when it is gone). */
-static int image_loops(const char *image, struct util_err *err)
+/* How many loop devices hold the writable image: the read-write device
+ * tagged `tag` (exact; the read-only layers' devices may carry the same tag
+ * and be shared with other containers), else any device on `image` (0 when
+ * the file is gone). */
+static int writable_loops(const char *image, const char *tag, struct util_err *err)
 {
-        struct loop_filter f = {.backing_path = image};
+        struct loop_filter f = {.tag_prefix = tag, .backing_path = tag ? NULL : image};
         struct loop_status *v = NULL;
-        size_t n = 0;
+        size_t n = 0, count = 0;
         int r = loop_list(&f, &v, &n, err);
 
-        free(v);
         if (r == -ENOENT) {
                 util_err_clear(err);
                 return 0;
         }
-        return r < 0 ? r : (int)n;
+        for (size_t k = 0; r >= 0 && k < n; k++)
+                count += !tag || (strcmp(v[k].tag, tag) == 0 && !v[k].read_only);
+        free(v);
+        return r < 0 ? r : (int)count;
 }
 
-/* Waits up to `ms` for `image` to have no loop device. Returns 0 when it
- * has none, -EBUSY when it still has one, or -errno. */
-static int image_wait_free(const char *image, unsigned ms, struct util_err *err)
+/*
+ * Whether someone has the file behind `fd` open for writing: a read lease
+ * is granted only when no one does (fs/locks.c, check_conflicting_open).
+ * The writable image's only writer is its loop device (the engine's own fd
+ * is closed once the device is configured), so this tells in O(1) what a
+ * scan of every loop device in /sys/block would — which costs milliseconds
+ * on a host with hundreds of them. Root has CAP_LEASE.
+ * Returns: 1 yes, 0 no, or -errno when leases do not work here
+ * (fs.leases-enable = 0, a filesystem without leases).
+ */
+static int file_has_writers(int fd)
+{
+        if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+                (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+                return 0;
+        }
+        return errno == EAGAIN ? 1 : -errno;
+}
+
+/* Waits up to `ms` for the writable image to have no loop device: through
+ * `fd` (the image, open read-only; -EBADF: none) with the lease probe, else
+ * by scanning loop devices. Returns 0 when it has none, -EBUSY when it still
+ * has one, or -errno. */
+static int writable_wait_free(int fd, const char *image, const char *tag, unsigned ms,
+                              struct util_err *err)
 {
         uint64_t until = util_now_ns() + (uint64_t)ms * 1000000u;
+        bool lease = fd >= 0;
 
         for (;;) {
-                int n = image_loops(image, err);
+                int n = lease ? file_has_writers(fd) : 0;
+                if (n < 0) {
+                        util_debug(UTIL_DBG_PLUGIN, "lease probe on '%s': %s; scanning", image,
+                                   strerror(-n));
+                        lease = false;
+                }
+                if (!lease)
+                        n = writable_loops(image, tag, err);
                 if (n <= 0)
                         return n;
                 if (util_now_ns() >= until)
-                        return util_err_setx(err, EBUSY,
-                                             "'%s' is still attached to %d loop "
-                                             "device%s",
-                                             image, n, n == 1 ? "" : "s");
-                util_sleep_ms(5);
+                        return util_err_setx(err, EBUSY, "'%s' is still attached to a loop device",
+                                             image);
+                util_sleep_ms(lease ? 1 : 5);
         }
+}
+
+/* The image, open read-only for the lease probe (-EBADF when it cannot be). */
+static int image_open(const char *image)
+{
+        int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        return fd >= 0 ? fd : -EBADF;
 }
 
 static void sweep_report(const char *line)
@@ -201,7 +241,8 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
         if (image && !*created) {
                 /* A kept snapshot: another container (or the previous one,
                  * still going) must not have its writable image. */
-                rc = image_wait_free(image, HOOK_IN_USE_WAIT_MS, err);
+                _cleanup_close_ int fd = image_open(image);
+                rc = writable_wait_free(fd, image, NULL, HOOK_IN_USE_WAIT_MS, err);
                 if (rc == -EBUSY)
                         return util_err_prefix(err, "snapshot '%s' is in use", in->key);
                 if (rc < 0)
@@ -210,6 +251,10 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
         if (!*created)
                 e->owned = true;
         if (image && !(e->image = strdup(image)))
+                return util_err_set(err, ENOMEM, "createRuntime");
+        char tag[LOOP_TAG_MAX + 1];
+        if (image && loop_tag_format(tag, sizeof(tag), snap_root_tag_owner(r), loop_id) == 0 &&
+            !(e->loop_tag = strdup(tag)))
                 return util_err_set(err, ENOMEM, "createRuntime");
         if ((rc = hook_entry_write(e, err)) < 0)
                 return rc;
@@ -288,6 +333,7 @@ int hook_create_runtime(struct hook_input *in, struct util_err *err)
                 runtime_undo(&e, created);
         }
         free(e.image);
+        free(e.loop_tag);
         return rc;
 }
 
@@ -337,8 +383,21 @@ int hook_create_container(struct hook_input *in, struct util_err *err)
         return rc;
 }
 
+/* Waits for the container's writable device to go; a warning when it
+ * does not (something holds the container's mount namespace). */
+static void poststop_wait(const struct hook_entry *e, int fd)
+{
+        struct util_err w = {0};
+
+        if (e->image && writable_wait_free(fd, e->image, e->loop_tag, HOOK_RELEASE_WAIT_MS, &w) < 0)
+                hook_warn("poststop '%s': %s (something holds the container's mount namespace; "
+                          "the device detaches itself when it goes)",
+                          e->id, w.msg);
+}
+
 int hook_poststop(struct hook_input *in, struct util_err *err)
 {
+        _cleanup_close_ int fd = -EBADF;
         struct hook_entry e = {0};
         int rc, lock;
 
@@ -354,31 +413,37 @@ int hook_poststop(struct hook_input *in, struct util_err *err)
         }
         if (rc < 0)
                 return rc;
-        if (e.image) {
-                /* The writable image must be free before its snapshot goes
-                 * (a kept one must be free before the next container). */
-                struct util_err w = {0};
-                if (image_wait_free(e.image, HOOK_RELEASE_WAIT_MS, &w) < 0)
-                        hook_warn("poststop '%s': %s (something holds the container's mount "
-                                  "namespace; the device detaches itself when it goes)",
-                                  in->id, w.msg);
-        }
-        hook_entry_done(&e);
-        if ((lock = hook_lock(err)) < 0)
+        /* The container's namespace went with its last process; its ext4
+         * and the loop devices go a little later (the overlay's layers are
+         * internal mounts, released from a workqueue). A kept snapshot
+         * must be free before the next container takes it: wait first.
+         * A removed one is removed meanwhile, and waited for after. */
+        bool wait_first = e.keep || !e.owned;
+        /* Opened before the release unlinks it. */
+        fd = e.image ? image_open(e.image) : -EBADF;
+        if (wait_first)
+                poststop_wait(&e, fd);
+        if ((lock = hook_lock(err)) < 0) {
+                hook_entry_done(&e);
                 return lock;
+        }
         /* Again under the lock: a sweep may have released it meanwhile. */
-        rc = hook_entry_read(in->id, &e, err);
+        struct hook_entry now = {0};
+        rc = hook_entry_read(in->id, &now, err);
         if (rc == -ENOENT) {
                 rc = 0;
         } else if (rc >= 0) {
-                if (hook_entry_is_alive(&e))
+                if (hook_entry_is_alive(&now))
                         rc = util_err_setx(err, EBUSY, "container '%s' still runs (pid %d)", in->id,
-                                           (int)e.pid);
+                                           (int)now.pid);
                 else
-                        rc = hook_entry_release(&e, err);
-                hook_entry_done(&e);
+                        rc = hook_entry_release(&now, err);
+                hook_entry_done(&now);
         }
         close(lock);
+        if (rc >= 0 && !wait_first)
+                poststop_wait(&e, fd);
+        hook_entry_done(&e);
         if (rc < 0)
                 return rc;
 sweep:

@@ -120,7 +120,8 @@ struct hook_entry {
          * keep. Set before a prepare, so that a hook killed during it leaves
          * nothing the sweep would not remove. */
         bool owned;
-        char *image; /* the writable image (loop-backed); NULL: none */
+        char *image;    /* the writable image (loop-backed); NULL: none */
+        char *loop_tag; /* the tag of its read-write loop device; NULL: none */
 };
 
 void hook_entry_done(struct hook_entry *e);
