@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * loopsnap-bench hook: what the OCI hook adds to a container start. One
- * container configuration, `true` as its process, run with `crun run` two
- * ways in the same run, interleaved (the order alternates, so drift hits
- * both alike):
- *   - hook:  root.path an empty directory, the three hook stages
- *            (createRuntime prepares a snapshot on a committed busybox layer
- *            and mounts it, createContainer moves it in place, poststop
- *            waits for the loop device and removes the snapshot);
- *   - plain: root.path a directory holding the same busybox files.
+ * container configuration, `true` as its process, run with `crun run`
+ * three ways in the same run, interleaved (the order rotates, so drift hits
+ * every way alike):
+ *   - plain:    root.path a directory holding the busybox files;
+ *   - hook:     root.path an empty directory, the three hook stages
+ *               (createRuntime prepares a snapshot on a committed busybox
+ *               layer and mounts it, createContainer moves it in place,
+ *               poststop removes the snapshot and waits for its device), on
+ *               a root with the defaults (the writable upper an ext4 image);
+ *   - hook-dir: the same on a root whose uppers are plain directories.
  * Each figure is the wall time of the whole `crun run` (fork to exit),
  * median and p90; the overhead is the difference of the medians, against
  * the target of 10 ms.
@@ -54,14 +56,24 @@ struct hook_bench {
         char run[sizeof(HOOK_BENCH_RUN_TEMPLATE)];
         char crun[4096];
         char hook[4096];
-        struct snap_root *root;
+        struct snap_root *roots[2]; /* ROOT_IMAGE, ROOT_DIR */
         bool in_ns;
 };
 
+/* The hook's two kinds of snapshotter root: the default (the writable
+ * upper an ext4 image, a quota) and a plain-directory upper (no quota, no
+ * read-write filesystem per container). */
+enum { ROOT_IMAGE, ROOT_DIR, ROOTS };
+static const char *const root_names[ROOTS] = {"root", "root-dir"};
+
+/* The ways a container is started: from a plain directory, with the hook on
+ * either root. */
+enum { WAY_PLAIN, WAY_HOOK, WAY_HOOK_DIR, WAYS };
+static const char *const way_bundles[WAYS] = {"plain", "hook", "hook-dir"};
+
 struct hook_results {
         unsigned iterations;
-        double hook_median_ms, hook_p90_ms;
-        double plain_median_ms, plain_p90_ms;
+        double median_ms[WAYS], p90_ms[WAYS];
 };
 
 static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -160,9 +172,11 @@ static int populate(const char *dir)
         return 0;
 }
 
-/* The one container configuration; `hook` adds the hooks and annotations. */
-static int write_bundle(const struct hook_bench *b, const char *name, bool hook)
+/* The one container configuration; `root` (a snapshotter root's name)
+ * adds the hooks and annotations, NULL makes rootfs a busybox directory. */
+static int write_bundle(const struct hook_bench *b, const char *name, const char *root_name)
 {
+        bool hook = root_name != NULL;
         char dir[4200], path[4300], hooks[16384] = "", root[4300];
         int r;
 
@@ -181,10 +195,10 @@ static int write_bundle(const struct hook_bench *b, const char *name, bool hook)
                          "\"createContainer\"],\"timeout\":10}],"
                          "\"poststop\":[{\"path\":\"%s\",\"args\":[\"loopsnap-oci-hook\","
                          "\"poststop\"],\"timeout\":30}]},"
-                         "\"annotations\":{\"io.loopsnap.root\":\"%s/root\","
+                         "\"annotations\":{\"io.loopsnap.root\":\"%s/%s\","
                          "\"io.loopsnap.parent\":\"base\","
                          "\"run.oci.hooks.stderr\":\"%s/hook.err\"}",
-                         b->hook, b->hook, b->hook, b->dir, b->dir);
+                         b->hook, b->hook, b->hook, b->dir, root_name, b->dir);
         char *json = NULL;
         if (asprintf(&json,
                      "{\"ociVersion\":\"1.0.0\","
@@ -217,9 +231,9 @@ static int write_bundle(const struct hook_bench *b, const char *name, bool hook)
         return r;
 }
 
-/* The committed busybox layer "base", built through the snapshotter and
- * the engine. */
-static int make_base(struct hook_bench *b)
+/* The committed busybox layer "base" in root `k`, built through the
+ * snapshotter and the engine. */
+static int make_base(struct hook_bench *b, int k)
 {
         _cleanup_(mount_engine_freep) struct mount_engine *e = NULL;
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
@@ -227,13 +241,20 @@ static int make_base(struct hook_bench *b)
         char root[4200], mnt[4200];
         int r;
 
-        snprintf(root, sizeof(root), "%s/root", b->dir);
+        snprintf(root, sizeof(root), "%s/%s", b->dir, root_names[k]);
         snprintf(mnt, sizeof(mnt), "%s/mnt", b->dir);
-        struct snap_root_opts o = {.path = root, .writable_size = HOOK_BENCH_IMAGE_SIZE};
-        if ((r = snap_root_open(&o, &b->root, &err)) < 0 ||
-            (r = snap_prepare(b->root, "base-work", NULL, NULL, 0, &spec, &err)) < 0)
+        struct snap_root_opts o = {
+                .path = root,
+                .writable_size = HOOK_BENCH_IMAGE_SIZE,
+                .upper_dir = k == ROOT_DIR,
+        };
+        struct snap_root *sr = NULL;
+        if ((r = snap_root_open(&o, &sr, &err)) < 0)
                 goto out;
-        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(b->root)};
+        b->roots[k] = sr;
+        if ((r = snap_prepare(sr, "base-work", NULL, NULL, 0, &spec, &err)) < 0)
+                goto out;
+        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(sr)};
         if ((r = mount_engine_new(&eo, &e, &err)) < 0)
                 goto out;
         if (mkdir(mnt, 0700) < 0) {
@@ -250,10 +271,10 @@ static int make_base(struct hook_bench *b)
                 r = u;
         (void)rmdir(mnt);
         if (r >= 0)
-                r = snap_commit(b->root, "base", "base-work", NULL, 0, &err);
+                r = snap_commit(sr, "base", "base-work", NULL, 0, &err);
 out:
         if (r < 0)
-                warn("build the busybox layer: %s", err.msg);
+                warn("build the busybox layer in '%s': %s", root, err.msg);
         return r;
 }
 
@@ -356,9 +377,12 @@ static int setup(struct hook_bench *b)
         }
         if (setenv("LOOPSNAP_HOOK_RUN_DIR", b->run, 1) < 0)
                 return -errno;
-        if ((r = make_base(b)) < 0)
-                return r;
-        if ((r = write_bundle(b, "hook", true)) < 0 || (r = write_bundle(b, "plain", false)) < 0) {
+        for (int k = 0; k < ROOTS; k++)
+                if ((r = make_base(b, k)) < 0)
+                        return r;
+        if ((r = write_bundle(b, way_bundles[WAY_PLAIN], NULL)) < 0 ||
+            (r = write_bundle(b, way_bundles[WAY_HOOK], root_names[ROOT_IMAGE])) < 0 ||
+            (r = write_bundle(b, way_bundles[WAY_HOOK_DIR], root_names[ROOT_DIR])) < 0) {
                 warn("write the bundles: %s", strerror(-r));
                 return r;
         }
@@ -393,17 +417,23 @@ static unsigned leftovers(const struct hook_bench *b)
                 }
         if (d)
                 closedir(d);
-        snprintf(prefix, sizeof(prefix), LOOP_TAG_PREFIX "%s:", snap_root_tag_owner(b->root));
-        struct loop_filter f = {.tag_prefix = prefix};
-        if (loop_list(&f, &v, &n, &err) == 0) {
-                for (size_t k = 0; k < n; k++)
-                        warn("loop device %s (%s) left", v[k].path, v[k].backing_file);
-                left += (unsigned)n;
+        for (int r = 0; r < ROOTS; r++) {
+                if (!b->roots[r])
+                        continue;
+                snprintf(prefix, sizeof(prefix),
+                         LOOP_TAG_PREFIX "%s:", snap_root_tag_owner(b->roots[r]));
+                struct loop_filter f = {.tag_prefix = prefix};
+                if (loop_list(&f, &v, &n, &err) == 0) {
+                        for (size_t k = 0; k < n; k++)
+                                warn("loop device %s (%s) left", v[k].path, v[k].backing_file);
+                        left += (unsigned)n;
+                }
+                free(v);
+                v = NULL;
+                util_err_clear(&err);
+                if (snap_walk(b->roots[r], NULL, 0, count_other, &left, &err) < 0)
+                        warn("list snapshots: %s", err.msg);
         }
-        free(v);
-        util_err_clear(&err);
-        if (snap_walk(b->root, NULL, 0, count_other, &left, &err) < 0)
-                warn("list snapshots: %s", err.msg);
         return left;
 }
 
@@ -422,9 +452,13 @@ static void teardown(struct hook_bench *b)
 {
         struct util_err err = {0};
 
-        if (b->root && snap_remove(b->root, "base", &err) < 0 && err.errnum != ENOENT)
-                warn("remove the base layer: %s", err.msg);
-        b->root = snap_root_close(b->root);
+        for (int k = 0; k < ROOTS; k++) {
+                if (b->roots[k] && snap_remove(b->roots[k], "base", &err) < 0 &&
+                    err.errnum != ENOENT)
+                        warn("remove the base layer: %s", err.msg);
+                util_err_clear(&err);
+                b->roots[k] = snap_root_close(b->roots[k]);
+        }
         if (b->dir[0]) {
                 char p[4200];
                 snprintf(p, sizeof(p), "%s/mnt", b->dir);
@@ -438,83 +472,76 @@ static void teardown(struct hook_bench *b)
 
 int bench_hook(bool json, unsigned iterations)
 {
+        static const char *const labels[WAYS] = {
+                "crun run, plain directory:", "crun run, hook:", "crun run, hook, dir upper:"};
+        static const char *const keys[WAYS] = {"crun_plain", "crun_hook", "crun_hook_dir_upper"};
         struct hook_bench b = {0};
         struct hook_results res = {.iterations = iterations};
-        double *hook_ms = calloc(iterations, sizeof(double));
-        double *plain_ms = calloc(iterations, sizeof(double));
+        double *ms[WAYS] = {NULL};
         unsigned left = 0;
-        int r;
+        int r = 0;
 
-        if (!hook_ms || !plain_ms) {
-                free(hook_ms);
-                free(plain_ms);
-                return -ENOMEM;
-        }
-        r = setup(&b);
+        for (int w = 0; w < WAYS; w++)
+                if (!(ms[w] = calloc(iterations, sizeof(double))))
+                        r = -ENOMEM;
+        if (r >= 0)
+                r = setup(&b);
         for (unsigned i = 0; r >= 0 && i < HOOK_BENCH_WARMUP + iterations; i++) {
                 bool warm = i < HOOK_BENCH_WARMUP;
-                unsigned k = warm ? 0 : i - HOOK_BENCH_WARMUP;
-                char hid[32], pid[32];
-                double hm = 0, pm = 0;
-                snprintf(hid, sizeof(hid), "h%u", i);
-                snprintf(pid, sizeof(pid), "p%u", i);
-                /* Alternate which goes first. */
-                int rh, rp;
-                if (i % 2) {
-                        rp = crun_run(&b, "plain", pid, &pm);
-                        rh = crun_run(&b, "hook", hid, &hm);
-                } else {
-                        rh = crun_run(&b, "hook", hid, &hm);
-                        rp = crun_run(&b, "plain", pid, &pm);
-                }
-                if (rh != 0 || rp != 0) {
-                        warn("crun run failed (hook: %d, plain: %d)", rh, rp);
-                        show_file(b.dir, "crun.err");
-                        show_file(b.dir, "hook.err");
-                        r = -EIO;
-                        break;
-                }
-                if (!warm) {
-                        hook_ms[k] = hm;
-                        plain_ms[k] = pm;
+                /* Rotate which goes first: drift hits every way alike. */
+                for (int j = 0; j < WAYS && r >= 0; j++) {
+                        int w = (int)((i + (unsigned)j) % WAYS);
+                        char id[32];
+                        double t = 0;
+                        snprintf(id, sizeof(id), "%c%u", "phd"[w], i);
+                        int rc = crun_run(&b, way_bundles[w], id, &t);
+                        if (rc != 0) {
+                                warn("crun run of '%s' failed (%d)", way_bundles[w], rc);
+                                show_file(b.dir, "crun.err");
+                                show_file(b.dir, "hook.err");
+                                r = -EIO;
+                        } else if (!warm) {
+                                ms[w][i - HOOK_BENCH_WARMUP] = t;
+                        }
                 }
         }
-        if (r >= 0) {
-                stats(hook_ms, iterations, &res.hook_median_ms, &res.hook_p90_ms);
-                stats(plain_ms, iterations, &res.plain_median_ms, &res.plain_p90_ms);
-        }
-        if (b.root)
+        if (r >= 0)
+                for (int w = 0; w < WAYS; w++)
+                        stats(ms[w], iterations, &res.median_ms[w], &res.p90_ms[w]);
+        if (b.roots[0] || b.roots[1])
                 left = leftovers(&b);
         teardown(&b);
-        free(hook_ms);
-        free(plain_ms);
+        for (int w = 0; w < WAYS; w++)
+                free(ms[w]);
         if (r < 0)
                 return r;
 
-        double overhead = res.hook_median_ms - res.plain_median_ms;
-        bool met = overhead <= HOOK_TARGET_OVERHEAD;
+        double over = res.median_ms[WAY_HOOK] - res.median_ms[WAY_PLAIN];
+        double over_dir = res.median_ms[WAY_HOOK_DIR] - res.median_ms[WAY_PLAIN];
+        bool met = over <= HOOK_TARGET_OVERHEAD;
         if (json) {
                 printf("{\n");
                 printf("  \"suite\": \"hook\",\n");
                 printf("  \"iterations\": %u,\n", res.iterations);
-                printf("  \"crun_hook_median_ms\": %.2f,\n", res.hook_median_ms);
-                printf("  \"crun_hook_p90_ms\": %.2f,\n", res.hook_p90_ms);
-                printf("  \"crun_plain_median_ms\": %.2f,\n", res.plain_median_ms);
-                printf("  \"crun_plain_p90_ms\": %.2f,\n", res.plain_p90_ms);
-                printf("  \"crun_overhead_ms\": %.2f,\n", overhead);
+                for (int w = 0; w < WAYS; w++) {
+                        printf("  \"%s_median_ms\": %.2f,\n", keys[w], res.median_ms[w]);
+                        printf("  \"%s_p90_ms\": %.2f,\n", keys[w], res.p90_ms[w]);
+                }
+                printf("  \"crun_overhead_ms\": %.2f,\n", over);
+                printf("  \"crun_overhead_dir_upper_ms\": %.2f,\n", over_dir);
                 printf("  \"target_overhead_ms\": %.1f,\n", HOOK_TARGET_OVERHEAD);
                 printf("  \"targets_met\": %s,\n", met ? "true" : "false");
                 printf("  \"leftovers\": %u\n", left);
                 printf("}\n");
         } else {
-                printf("%-28s %u (after %u warm-up), interleaved\n", "iterations:", iterations,
+                printf("%-28s %u each (after %u warm-up), interleaved\n", "iterations:", iterations,
                        HOOK_BENCH_WARMUP);
-                printf("%-28s %.2f ms (p90 %.2f ms)\n", "crun run, hook:", res.hook_median_ms,
-                       res.hook_p90_ms);
-                printf("%-28s %.2f ms (p90 %.2f ms)\n",
-                       "crun run, plain directory:", res.plain_median_ms, res.plain_p90_ms);
-                printf("%-28s %+.2f ms (target <= %.0f ms: %s)\n", "overhead (medians):", overhead,
+                for (int w = 0; w < WAYS; w++)
+                        printf("%-28s %.2f ms (p90 %.2f ms)\n", labels[w], res.median_ms[w],
+                               res.p90_ms[w]);
+                printf("%-28s %+.2f ms (target <= %.0f ms: %s)\n", "overhead (medians):", over,
                        HOOK_TARGET_OVERHEAD, met ? "PASS" : "MISS");
+                printf("%-28s %+.2f ms\n", "overhead, dir upper:", over_dir);
         }
         fflush(stdout);
         if (left) {
