@@ -5,6 +5,8 @@
  * three ways in the same run, interleaved (the order rotates, so drift hits
  * every way alike):
  *   - plain:    root.path a directory holding the busybox files;
+ *   - true-hooks: the same with /bin/true as the three hooks: what crun's
+ *               hook machinery costs before the hook does anything;
  *   - hook:     root.path an empty directory, the three hook stages
  *               (createRuntime prepares a snapshot on a committed busybox
  *               layer and mounts it, createContainer moves it in place,
@@ -68,8 +70,8 @@ static const char *const root_names[ROOTS] = {"root", "root-dir"};
 
 /* The ways a container is started: from a plain directory, with the hook on
  * either root. */
-enum { WAY_PLAIN, WAY_HOOK, WAY_HOOK_DIR, WAYS };
-static const char *const way_bundles[WAYS] = {"plain", "hook", "hook-dir"};
+enum { WAY_PLAIN, WAY_TRUE, WAY_HOOK, WAY_HOOK_DIR, WAYS };
+static const char *const way_bundles[WAYS] = {"plain", "true-hooks", "hook", "hook-dir"};
 
 struct hook_results {
         unsigned iterations;
@@ -173,10 +175,14 @@ static int populate(const char *dir)
 }
 
 /* The one container configuration; `root` (a snapshotter root's name)
- * adds the hooks and annotations, NULL makes rootfs a busybox directory. */
-static int write_bundle(const struct hook_bench *b, const char *name, const char *root_name)
+ * adds the hooks and annotations, NULL makes rootfs a busybox directory;
+ * `true_hooks` registers /bin/true for the three stages instead (what crun's
+ * hook machinery costs by itself). */
+static int write_bundle(const struct hook_bench *b, const char *name, const char *root_name,
+                        bool true_hooks)
 {
         bool hook = root_name != NULL;
+        const char *hp = true_hooks ? "/bin/true" : b->hook;
         char dir[4200], path[4300], hooks[16384] = "", root[4300];
         int r;
 
@@ -184,9 +190,15 @@ static int write_bundle(const struct hook_bench *b, const char *name, const char
         snprintf(root, sizeof(root), "%s/rootfs", dir);
         if (mkdir(dir, 0755) < 0 || mkdir(root, 0755) < 0)
                 return -errno;
-        if (!hook && (r = populate(root)) < 0)
+        if ((!hook || true_hooks) && (r = populate(root)) < 0)
                 return r;
-        if (hook)
+        if (true_hooks)
+                snprintf(hooks, sizeof(hooks),
+                         ",\"hooks\":{\"createRuntime\":[{\"path\":\"%s\"}],"
+                         "\"createContainer\":[{\"path\":\"%s\"}],"
+                         "\"poststop\":[{\"path\":\"%s\"}]}",
+                         hp, hp, hp);
+        else if (hook)
                 snprintf(hooks, sizeof(hooks),
                          ",\"hooks\":{"
                          "\"createRuntime\":[{\"path\":\"%s\",\"args\":[\"loopsnap-oci-hook\","
@@ -198,7 +210,7 @@ static int write_bundle(const struct hook_bench *b, const char *name, const char
                          "\"annotations\":{\"io.loopsnap.root\":\"%s/%s\","
                          "\"io.loopsnap.parent\":\"base\","
                          "\"run.oci.hooks.stderr\":\"%s/hook.err\"}",
-                         b->hook, b->hook, b->hook, b->dir, root_name, b->dir);
+                         hp, hp, hp, b->dir, root_name, b->dir);
         char *json = NULL;
         if (asprintf(&json,
                      "{\"ociVersion\":\"1.0.0\","
@@ -380,9 +392,10 @@ static int setup(struct hook_bench *b)
         for (int k = 0; k < ROOTS; k++)
                 if ((r = make_base(b, k)) < 0)
                         return r;
-        if ((r = write_bundle(b, way_bundles[WAY_PLAIN], NULL)) < 0 ||
-            (r = write_bundle(b, way_bundles[WAY_HOOK], root_names[ROOT_IMAGE])) < 0 ||
-            (r = write_bundle(b, way_bundles[WAY_HOOK_DIR], root_names[ROOT_DIR])) < 0) {
+        if ((r = write_bundle(b, way_bundles[WAY_PLAIN], NULL, false)) < 0 ||
+            (r = write_bundle(b, way_bundles[WAY_TRUE], NULL, true)) < 0 ||
+            (r = write_bundle(b, way_bundles[WAY_HOOK], root_names[ROOT_IMAGE], false)) < 0 ||
+            (r = write_bundle(b, way_bundles[WAY_HOOK_DIR], root_names[ROOT_DIR], false)) < 0) {
                 warn("write the bundles: %s", strerror(-r));
                 return r;
         }
@@ -473,8 +486,10 @@ static void teardown(struct hook_bench *b)
 int bench_hook(bool json, unsigned iterations)
 {
         static const char *const labels[WAYS] = {
-                "crun run, plain directory:", "crun run, hook:", "crun run, hook, dir upper:"};
-        static const char *const keys[WAYS] = {"crun_plain", "crun_hook", "crun_hook_dir_upper"};
+                "crun run, plain directory:", "  with 3 /bin/true hooks:", "crun run, hook:",
+                "crun run, hook, dir upper:"};
+        static const char *const keys[WAYS] = {"crun_plain", "crun_true_hooks", "crun_hook",
+                                               "crun_hook_dir_upper"};
         struct hook_bench b = {0};
         struct hook_results res = {.iterations = iterations};
         double *ms[WAYS] = {NULL};
@@ -493,7 +508,7 @@ int bench_hook(bool json, unsigned iterations)
                         int w = (int)((i + (unsigned)j) % WAYS);
                         char id[32];
                         double t = 0;
-                        snprintf(id, sizeof(id), "%c%u", "phd"[w], i);
+                        snprintf(id, sizeof(id), "%c%u", "pthd"[w], i);
                         int rc = crun_run(&b, way_bundles[w], id, &t);
                         if (rc != 0) {
                                 warn("crun run of '%s' failed (%d)", way_bundles[w], rc);
@@ -529,6 +544,8 @@ int bench_hook(bool json, unsigned iterations)
                 }
                 printf("  \"crun_overhead_ms\": %.2f,\n", over);
                 printf("  \"crun_overhead_dir_upper_ms\": %.2f,\n", over_dir);
+                printf("  \"crun_hook_calls_ms\": %.2f,\n",
+                       res.median_ms[WAY_TRUE] - res.median_ms[WAY_PLAIN]);
                 printf("  \"target_overhead_ms\": %.1f,\n", HOOK_TARGET_OVERHEAD);
                 printf("  \"targets_met\": %s,\n", met ? "true" : "false");
                 printf("  \"leftovers\": %u\n", left);
@@ -542,6 +559,8 @@ int bench_hook(bool json, unsigned iterations)
                 printf("%-28s %+.2f ms (target <= %.0f ms: %s)\n", "overhead (medians):", over,
                        HOOK_TARGET_OVERHEAD, met ? "PASS" : "MISS");
                 printf("%-28s %+.2f ms\n", "overhead, dir upper:", over_dir);
+                printf("%-28s %+.2f ms\n", "of which crun's hook calls:",
+                       res.median_ms[WAY_TRUE] - res.median_ms[WAY_PLAIN]);
         }
         fflush(stdout);
         if (left) {
