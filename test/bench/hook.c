@@ -2,11 +2,12 @@
 /*
  * loopsnap-bench hook: what the OCI hook adds to a container start. One
  * container configuration, `true` as its process, run with `crun run`
- * three ways in the same run, interleaved (the order rotates, so drift hits
+ * four ways in the same run, interleaved (the order rotates, so drift hits
  * every way alike):
  *   - plain:    root.path a directory holding the busybox files;
- *   - true-hooks: the same with /bin/true as the three hooks: what crun's
- *               hook machinery costs before the hook does anything;
+ *   - true-hooks: the same with /bin/cat as the three hooks (it reads the
+ *               state, as crun expects): what crun's hook machinery costs
+ *               before a hook does anything;
  *   - hook:     root.path an empty directory, the three hook stages
  *               (createRuntime prepares a snapshot on a committed busybox
  *               layer and mounts it, createContainer moves it in place,
@@ -176,13 +177,13 @@ static int populate(const char *dir)
 
 /* The one container configuration; `root` (a snapshotter root's name)
  * adds the hooks and annotations, NULL makes rootfs a busybox directory;
- * `true_hooks` registers /bin/true for the three stages instead (what crun's
+ * `true_hooks` registers /bin/cat for the three stages instead (what crun's
  * hook machinery costs by itself). */
 static int write_bundle(const struct hook_bench *b, const char *name, const char *root_name,
                         bool true_hooks)
 {
         bool hook = root_name != NULL;
-        const char *hp = true_hooks ? "/bin/true" : b->hook;
+        const char *hp = true_hooks ? "/bin/cat" : b->hook;
         char dir[4200], path[4300], hooks[16384] = "", root[4300];
         int r;
 
@@ -486,7 +487,7 @@ static void teardown(struct hook_bench *b)
 int bench_hook(bool json, unsigned iterations)
 {
         static const char *const labels[WAYS] = {
-                "crun run, plain directory:", "  with 3 /bin/true hooks:", "crun run, hook:",
+                "crun run, plain directory:", "  with 3 /bin/cat hooks:", "crun run, hook:",
                 "crun run, hook, dir upper:"};
         static const char *const keys[WAYS] = {"crun_plain", "crun_true_hooks", "crun_hook",
                                                "crun_hook_dir_upper"};
