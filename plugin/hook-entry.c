@@ -306,19 +306,20 @@ int hook_entry_read(const char *id, struct hook_entry *ret, struct util_err *err
 
 /* ---- create, remove, release ------------------------------------------------ */
 
+/* Removes an entry directory. state.json goes last but one: a crash on the
+ * way leaves an entry the sweep can still read and release again (every
+ * step tolerates what is gone), or an empty directory a rename replaces. */
 static int remove_dir(const char *dir, struct util_err *err)
 {
-        static const char *const files[] = {"state.json", ".state.json.tmp"};
+        static const char *const steps[] = {".state.json.tmp", "root", "state.json"};
         char p[4200];
 
-        for (size_t k = 0; k < UTIL_ARRAY_SIZE(files); k++) {
-                snprintf(p, sizeof(p), "%s/%s", dir, files[k]);
-                if (unlink(p) < 0 && errno != ENOENT)
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(steps); k++) {
+                snprintf(p, sizeof(p), "%s/%s", dir, steps[k]);
+                int r = strcmp(steps[k], "root") == 0 ? rmdir(p) : unlink(p);
+                if (r < 0 && errno != ENOENT)
                         return util_err_set(err, errno, "remove '%s'", p);
         }
-        snprintf(p, sizeof(p), "%s/root", dir);
-        if (rmdir(p) < 0 && errno != ENOENT)
-                return util_err_set(err, errno, "remove '%s'", p);
         if (rmdir(dir) < 0 && errno != ENOENT)
                 return util_err_set(err, errno, "remove '%s'", dir);
         return 0;
@@ -389,8 +390,6 @@ int hook_entry_create(const struct hook_entry *e, struct util_err *err)
         } else if (r != -ENOENT) {
                 return r;
         }
-        /* A directory without a readable state: not ours to judge; only a
-         * dead container leaves one, and only by a crash of this code. */
         if (asprintf(&tmp, "%s/.new-%s-%08x", hook_run_dir(), e->id, util_random_u32()) < 0 ||
             asprintf(&point, "%s/root", tmp) < 0)
                 return util_err_set(err, ENOMEM, "staging entry");
