@@ -374,6 +374,11 @@ check "m2: no entry" no_entry m2
 checks=$((checks + 1))
 [ "$("$HOOK" bogus 2>/dev/null; echo $?)" = 2 ] || fail "unknown stage: not exit 2"
 
+echo "== no sanitizer report in any hook's stderr"
+# (a sanitizer build reports there; poststop failures do not fail crun)
+reports=$(grep -l -e Sanitizer -e "runtime error" "$T"/*.err 2>/dev/null)
+check "sanitizer reports in: $reports" [ -z "$reports" ]
+
 echo "== nothing of this root is left"
 check "no loop device of the root" wait_loops_gone
 check "no mounts" no_mounts
