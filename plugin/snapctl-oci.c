@@ -358,8 +358,8 @@ int ctl_cmd_oci_config(struct ctl *c, int argc, char **argv)
 {
         _cleanup_(yajl_tree_freep) yajl_val root = NULL;
         _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
-        _cleanup_free_ char *path = NULL, *text = NULL, *abs_root = NULL;
-        const char *bundle = argv[0];
+        _cleanup_free_ char *path = NULL, *text = NULL, *abs_root = NULL, *abs_bundle = NULL;
+        const char *bundle;
         char hook[4096], size[32], ebuf[256];
         const unsigned char *out;
         size_t len = 0, out_len;
@@ -388,6 +388,14 @@ int ctl_cmd_oci_config(struct ctl *c, int argc, char **argv)
                         return ctl_exit_code(CTL_OUTCOME_ERROR, LOOPSNAP_ERR_NOT_FOUND);
                 }
         }
+        abs_bundle = realpath(argv[0], NULL);
+        if (!abs_bundle) {
+                ctl_msg("oci-config: bundle '%s': %m", argv[0]);
+                return ctl_exit_code(CTL_OUTCOME_ERROR, errno == ENOENT
+                                                                ? LOOPSNAP_ERR_NOT_FOUND
+                                                                : LOOPSNAP_ERR_INVALID_ARGUMENT);
+        }
+        bundle = abs_bundle;
         if (asprintf(&path, "%s/config.json", bundle) < 0) {
                 path = NULL;
                 ctl_msg("out of memory");
