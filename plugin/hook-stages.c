@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 
 #include "loop/loop.h"
@@ -153,12 +154,11 @@ static void runtime_undo(const struct hook_entry *e, bool created)
         close(lock);
 }
 
-static int add_label(struct snap_label *l, size_t *n, const char *k, const char *v)
+static void add_label(struct snap_label *l, size_t *n, const char *k, const char *v)
 {
         l[*n].key = (char *)k;
         l[*n].value = (char *)v;
         (*n)++;
-        return 0;
 }
 
 /* Stage part of createRuntime after the entry exists. *created says whether
@@ -171,6 +171,9 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
         _cleanup_(mount_engine_freep) struct mount_engine *eng = NULL;
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
         _cleanup_free_ char *point = hook_entry_mountpoint(in->id);
+        /* Declared first, closed last: the image's flock outlives the
+         * attach (see below). */
+        _cleanup_close_ int image_fd = -EBADF;
         _cleanup_close_ int tree = -EBADF, ns = -EBADF;
         struct snap_root_opts ro = {.path = in->snap_root, .no_activation_cache = true};
         struct snap_info info = {0};
@@ -240,9 +243,15 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
         const char *image = spec_writable_image(spec);
         if (image && !*created) {
                 /* A kept snapshot: another container (or the previous one,
-                 * still going) must not have its writable image. */
-                _cleanup_close_ int fd = image_open(image);
-                rc = writable_wait_free(fd, image, NULL, HOOK_IN_USE_WAIT_MS, err);
+                 * still going) must not have its writable image. The check
+                 * and the attach happen under flock on the image, so two
+                 * containers starting on one key cannot both find it free;
+                 * the second then sees the first's device and is refused. */
+                image_fd = image_open(image);
+                if (image_fd >= 0)
+                        while (flock(image_fd, LOCK_EX) < 0 && errno == EINTR)
+                                ;
+                rc = writable_wait_free(image_fd, image, NULL, HOOK_IN_USE_WAIT_MS, err);
                 if (rc == -EBUSY)
                         return util_err_prefix(err, "snapshot '%s' is in use", in->key);
                 if (rc < 0)

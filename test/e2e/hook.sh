@@ -233,6 +233,19 @@ check "k2: sees the first run's write: $out" [ "$out" = run-1 ]
 snap rm kept || fail "rm kept"
 left_nothing k2 kept
 
+echo "== a kept snapshot in use is refused"
+mkbundle busy '["sleep","60"]' --keep --key shared
+(cd "$T/b/busy" && "${CRUN[@]}" create b1) >"$T/b1.out" 2>&1 || fail "create b1: $(cat "$T/b1.out")"
+(cd "$T/b/busy" && "${CRUN[@]}" create b2) >"$T/b2.out" 2>&1
+rc=$?
+check "b2: refused while b1 has the snapshot: rc $rc" [ "$rc" != 0 ]
+check "b2: says so: $(cat "$T/busy.err")" grep -q "createRuntime 'b2': snapshot 'shared' is in use" "$T/busy.err"
+"${CRUN[@]}" delete -f b1 || fail "delete b1"
+check "b1: loop devices released" wait_loops_gone
+snap rm shared || fail "rm shared"
+left_nothing b1 shared
+left_nothing b2 shared
+
 # ---- two containers of one image at once; crun kill + delete ---------------------------
 echo "== two containers at once, kill and delete"
 mkbundle twin '["sh","-c","echo $HOSTNAME >/data/who; exec sleep 60"]'
