@@ -9,16 +9,19 @@ set -euo pipefail
 packages=(
   # build
   gcc make cmake pkg-config
-  # libraries (DESIGN.md: libmount, yajl, libseccomp, sqlite3, libarchive; criterion for tests)
-  libmount-dev libyajl-dev libseccomp-dev libsqlite3-dev libarchive-dev libcriterion-dev
+  # libraries (DESIGN.md: libmount, yajl, libseccomp, sqlite3, libarchive; criterion for tests;
+  # OpenSSL's libcrypto for the sha256 of OCI blobs)
+  libmount-dev libyajl-dev libseccomp-dev libsqlite3-dev libarchive-dev libcriterion-dev libssl-dev
   # style check run by the test suite
   clang-format
   # kernel tools used by tests and the benchmark baseline (losetup, mkfs.ext4)
   util-linux mount e2fsprogs xfsprogs erofs-utils
   # FUSE mounts go through mount.fuse3; the tests mount with bindfs
   fuse3 bindfs
+  # the demo's and the end-to-end tests' image (busybox), JSON checks in e2e tests
+  busybox-static python3
   # the OCI hook's end-to-end test and benchmark run busybox containers under crun
-  crun busybox-static
+  crun
 )
 
 missing=()

@@ -336,7 +336,7 @@ struct loopsnap_features {
 struct loopsnap_progress {
         uint32_t struct_size;
         uint32_t step;     /* 1-based: the layer being worked on */
-        uint32_t n_steps;  /* layers in all (1 for apply_layer) */
+        uint32_t n_steps;  /* layers in all; 0: not known */
         uint32_t reserved; /* 0 */
         uint64_t done;     /* bytes of input read so far in this step */
         uint64_t total;    /* bytes of input in this step; 0: not known */

@@ -263,6 +263,12 @@ void ctl_progress(void *data, const struct loopsnap_progress *p)
 
         if (!isatty(STDERR_FILENO) || !p || !LOOPSNAP_HAS_FIELD(p, what))
                 return;
+        /* "[2/3]" when the number of steps is known, else "[2]". */
+        char step[32];
+        if (p->n_steps)
+                snprintf(step, sizeof(step), "[%u/%u]", p->step, p->n_steps);
+        else
+                snprintf(step, sizeof(step), "[%u]", p->step);
         ctl_human_size(p->done, done, sizeof(done));
         if (p->total) {
                 unsigned fill =
@@ -271,11 +277,10 @@ void ctl_progress(void *data, const struct loopsnap_progress *p)
                 memset(bar, '=', fill);
                 memset(bar + fill, ' ', WIDTH - fill);
                 bar[WIDTH] = '\0';
-                fprintf(stderr, "\r\033[K[%u/%u] [%s] %s / %s %s", p->step, p->n_steps, bar, done,
+                fprintf(stderr, "\r\033[K%s [%s] %s / %s %s", step, bar, done,
                         ctl_human_size(p->total, total, sizeof(total)), p->what ? p->what : "");
         } else {
-                fprintf(stderr, "\r\033[K[%u/%u] %s %s", p->step, p->n_steps, done,
-                        p->what ? p->what : "");
+                fprintf(stderr, "\r\033[K%s %s %s", step, done, p->what ? p->what : "");
         }
         fflush(stderr);
         bar_drawn = true;

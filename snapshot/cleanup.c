@@ -44,6 +44,15 @@ static int remove_entry(const char *path)
         (void)rmdir(p);
         snprintf(p, sizeof(p), "%s/work", path);
         (void)rmdir(p);
+        /* An apply's jail (snapshot/apply.c): the image at layer/, the
+         * parent layers at lower/, either maybe still mounted by a crash. */
+        static const char *const jail[] = {"lower", "layer"};
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(jail); k++) {
+                snprintf(p, sizeof(p), "%s/%s", path, jail[k]);
+                if (mount_is_mountpoint(p, NULL) == 1)
+                        (void)mount_unmount_all(p, NULL);
+                (void)rmdir(p);
+        }
         snap_files_remove(path);
         return access(path, F_OK) != 0;
 }

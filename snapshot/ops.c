@@ -327,7 +327,7 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
  * in `where`, 0, or -errno. Mounts of other namespaces (a container's) are
  * not visible here: docs/snapshot.md says so.
  */
-static int dir_upper_in_use(const char *upper, char *where, size_t size, struct util_err *err)
+int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct util_err *err)
 {
         _cleanup_free_ char *line = NULL;
         size_t cap = 0;
@@ -428,7 +428,7 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                         rc = util_err_set(err, ENOMEM, "commit");
                         goto out;
                 }
-                rc = dir_upper_in_use(upper, where, sizeof(where), err);
+                rc = snap_dir_upper_in_use(upper, where, sizeof(where), err);
                 if (rc > 0)
                         rc = util_err_setx(err, EBUSY,
                                            "'%s' is still mounted on %s: unmount it first", key,

@@ -53,6 +53,11 @@ int snap_tree_usage(const char *dir, uint64_t *bytes, uint64_t *inodes, struct u
  * best effort. */
 void snap_tree_remove(const char *dir);
 
+/* Whether the directory upper `upper` (snapshots/<id>/fs/upper) is mounted
+ * in this mount namespace (an overlay's upperdir, or bound itself): 1 with
+ * the mountpoint in `where`, 0, or -errno. */
+int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct util_err *err);
+
 /* Removes what a snapshot left on disk (fs.img, empty/, the directory
  * itself), without following links or crossing mounts. Best effort. */
 void snap_files_remove(const char *dir);

@@ -152,3 +152,119 @@ int snap_walk(struct snap_root *r, const char *const *filters, size_t n_filters,
  * number removed.
  */
 int snap_cleanup(struct snap_root *r, struct util_err *err);
+
+/* ---- applying layers and importing OCI images (docs/apply.md) ---------- */
+
+/* "sha256:" + 64 lower-case hex digits + NUL. */
+#define SNAP_DIGEST_MAX 72
+
+/*
+ * snap_digest_check: whether `digest` is "sha256:<64 lower-case hex>".
+ * Returns 0, -EOPNOTSUPP for another algorithm ("sha512:..."), or -EINVAL.
+ */
+int snap_digest_check(const char *digest);
+
+/*
+ * snap_chain_id: the OCI chain id of a layer whose uncompressed digest is
+ * `diff_id` on top of the layers whose chain id is `parent` (NULL or "":
+ * the bottom layer): ChainID(L0) = DiffID(L0),
+ * ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)), "sha256:<hex>".
+ * Returns 0 and the id in `ret`, or -EINVAL (a digest is malformed) /
+ * -EOPNOTSUPP (not sha256) / -ENOMEM.
+ */
+int snap_chain_id(const char *parent, const char *diff_id, char ret[SNAP_DIGEST_MAX]);
+
+enum snap_apply_mode {
+        /* Onto a whole filesystem (the block layout's images): `.wh.<name>`
+         * deletes <name>, `.wh..wh..opq` deletes what the directory held
+         * before this layer. */
+        SNAP_APPLY_MERGED = 0,
+        /* Into an overlay upper directory: `.wh.<name>` becomes an overlay
+         * whiteout (character device 0:0), `.wh..wh..opq` sets
+         * trusted.overlay.opaque=y on its directory. */
+        SNAP_APPLY_OVERLAY,
+};
+
+/* Progress of an apply or import: `done` of `total` bytes of layer blobs
+ * read (compressed, as stored). Called from the calling thread. */
+typedef void (*snap_progress_fn)(uint64_t done, uint64_t total, void *data);
+
+struct snap_apply_result {
+        char digest[SNAP_DIGEST_MAX];  /* sha256 of the file as read */
+        char diff_id[SNAP_DIGEST_MAX]; /* sha256 of the uncompressed tar */
+        uint64_t size;                 /* bytes of the file */
+        uint64_t uncompressed_size;    /* bytes of the uncompressed tar */
+        uint64_t entries;              /* tar entries applied */
+};
+
+/*
+ * snap_apply_dir: extract the layer tarball `tar_path` (tar, gzip or zstd,
+ * detected from the content) into the directory `dir` in `mode`.
+ *
+ * Extraction runs in a forked child confined to `dir` (chroot, every fd but
+ * its own closed, capabilities cut to what file creation needs,
+ * no_new_privs, a seccomp allow-list) that resolves every path beneath
+ * `dir` with openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV)
+ * and never follows the final component. Each entry is checked before
+ * anything is written for it; refused (EINVAL unless said otherwise, the
+ * message naming the entry): absolute names, `..` components, names over
+ * PATH_MAX/NAME_MAX or holding a NUL byte, paths that resolve out of `dir`
+ * (through a symlink), hard links to anything but a regular file extracted
+ * earlier from the same layer, device nodes and sockets (FIFOs are made),
+ * unknown entry types, sparse entries, extended headers over their limits,
+ * xattrs outside user.*, security.*, trusted.* and system.posix_acl_* and
+ * the overlay namespaces (trusted.overlay.*, user.overlay.*), a damaged or
+ * truncated archive, data after its end. Modes (with setuid/setgid/sticky),
+ * numeric owners, xattrs (security.capability too), hard links, symlinks
+ * and times (directories' after their contents) are preserved.
+ *
+ * On failure what was extracted before the refused entry stays: the caller
+ * throws the directory away. `progress` may be NULL. `ret` may be NULL.
+ * Returns 0, or -errno with `err` ("apply '<tar>': entry '../x': path
+ * escapes the layer root").
+ */
+int snap_apply_dir(const char *dir, enum snap_apply_mode mode, const char *tar_path,
+                   snap_progress_fn progress, void *progress_data, struct snap_apply_result *ret,
+                   struct util_err *err);
+
+/*
+ * snap_apply: apply the layer tarball `tar_path` to active snapshot `key`:
+ * its writable image is mounted alone at a private point in tmp/ (the root
+ * lock held shared meanwhile, like commit's measuring mount); the overlay
+ * layout extracts into its upper/ in SNAP_APPLY_OVERLAY mode (directories
+ * the layer does not carry are made with the attributes they have in the
+ * parent layers, which are mounted read-only for that), the block layout
+ * onto the image's root in SNAP_APPLY_MERGED mode. The image is synced and
+ * unmounted before returning, whatever happened.
+ *
+ * Refused: `key` not active (EBUSY), mounted (EBUSY, naming the device),
+ * with uid/gid mapping labels (EOPNOTSUPP: layers are applied to unmapped
+ * snapshots). On any failure nothing is committed, but the active
+ * snapshot's content is undefined: remove it (snap_import_oci does).
+ * Returns 0 (and *ret, may be NULL) or -errno with `err`.
+ */
+int snap_apply(struct snap_root *r, const char *key, const char *tar_path,
+               snap_progress_fn progress, void *progress_data, struct snap_apply_result *ret,
+               struct util_err *err);
+
+/*
+ * snap_import_oci: import an image from the OCI image layout in
+ * `layout_dir` (oci-layout, index.json, blobs/sha256/): the manifest whose
+ * org.opencontainers.image.ref.name annotation in index.json is `ref`, or,
+ * with `ref` NULL, the only one (nested indexes are followed; where several
+ * manifests remain, the one for linux and this machine's architecture).
+ * Every blob read is checked against its descriptor (size and sha256);
+ * every layer's uncompressed digest against the config's rootfs.diff_ids.
+ * Layer n becomes a committed snapshot named by its chain id, on layer n-1;
+ * one that exists already (same parent) is kept and skipped. Each new layer
+ * is prepared under a temporary key ("import-<random>"), applied, checked
+ * and committed; on failure the temporary snapshot is removed, so nothing
+ * of a bad layer is left (the layers below it stay committed: they are
+ * correct). Layer media types: OCI tar, tar+gzip, tar+zstd and Docker's
+ * rootfs.diff.tar(.gzip). `progress` counts the bytes of all layer blobs.
+ * Returns 0 and the top layer's chain id in *ret_chain_id (malloc'ed;
+ * may be NULL), or -errno with `err` naming the file or layer at fault.
+ */
+int snap_import_oci(struct snap_root *r, const char *layout_dir, const char *ref,
+                    snap_progress_fn progress, void *progress_data, char **ret_chain_id,
+                    struct util_err *err);
