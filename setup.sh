@@ -20,6 +20,8 @@ packages=(
   fuse3 bindfs
   # the demo's and the end-to-end tests' image (busybox), JSON checks in e2e tests
   busybox-static python3
+  # the OCI hook's end-to-end test and benchmark run busybox containers under crun
+  crun
 )
 
 missing=()

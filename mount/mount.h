@@ -103,6 +103,40 @@ int mount_unmount(const char *target, struct util_err *err);
  */
 int mount_unmount_all(const char *target, struct util_err *err);
 
+/* ---- moving mount trees (move.c; the OCI hook, DESIGN §8) -------------- */
+
+/* mount_attach: attach the detached mount tree `mnt_fd` (from
+ * mount_engine_apply with target NULL) at directory `target` of the
+ * caller's current mount namespace (move_mount). The fd stays the caller's.
+ * Returns: 0, or -errno with `err`. */
+int mount_attach(int mnt_fd, const char *target, struct util_err *err);
+
+/* mount_move: move the mount at `from` (with everything mounted below it)
+ * onto `to`. Returns: 0, or -errno with `err` (EINVAL: not a mount point, or
+ * its parent mount is shared). */
+int mount_move(const char *from, const char *to, struct util_err *err);
+
+/*
+ * mount_move_children: move every direct child mount of the topmost mount at
+ * `from` (with what is mounted below each) into the tree at `to`, at the same
+ * path relative to the tree's root, in mountinfo (creation) order. Paths in
+ * `to` are resolved with RESOLVE_IN_ROOT (symlinks stay inside the tree);
+ * missing mount points are created: directories (0755) on the way, the last
+ * one as a directory or an empty file (0644) like the mount it receives.
+ * Returns: the number of mounts moved (>= 0), or -errno with `err` naming
+ * the mount at fault; mounts moved before a failure stay moved.
+ */
+int mount_move_children(const char *from, const char *to, struct util_err *err);
+
+/* mount_set_readonly: make the mount at `target` read-only, not the mounts
+ * below it (mount_setattr). Returns: 0, or -errno with `err`. */
+int mount_set_readonly(const char *target, struct util_err *err);
+
+/* mount_make_containing_private: make the mount that contains `path` (or is
+ * mounted on it) private, not recursively, so that what is mounted below it
+ * next does not propagate to peers. Returns: 0, or -errno with `err`. */
+int mount_make_containing_private(const char *path, struct util_err *err);
+
 /* ---- mountinfo queries (libmount) --------------------------------------- */
 
 struct mount_info {

@@ -908,19 +908,6 @@ static int cmd_loops(struct ctl *c, int argc, char **argv)
         return rc;
 }
 
-/* ---- oci-config ------------------------------------------------------------------------- */
-
-static int cmd_oci_config(struct ctl *c, int argc, char **argv)
-{
-        if (!c->parent)
-                return ctl_usage_error("oci-config", "--parent NAME is required");
-        /* Not faked: without the hook binary there is nothing to write. */
-        ctl_msg("oci-config '%s': writing the loopsnap OCI hook into a bundle is not supported "
-                "yet (the hook is not built)",
-                argv[0]);
-        return ctl_exit_code(CTL_OUTCOME_ERROR, LOOPSNAP_ERR_NOT_SUPPORTED);
-}
-
 /* ---- the table ---------------------------------------------------------------------------- */
 
 const struct ctl_cmd ctl_cmds[] = {
@@ -958,8 +945,9 @@ const struct ctl_cmd ctl_cmds[] = {
          cmd_doctor},
         {"loops", "[--all]", "loop devices of this root (--all: of any loopsnap user)", 0, 0,
          CTL_OPT_ALL, cmd_loops},
-        {"oci-config", "BUNDLE --parent NAME",
-         "write the loopsnap OCI hooks into BUNDLE/config.json (not supported yet)", 1, 1,
-         CTL_OPT_PARENT, cmd_oci_config},
+        {"oci-config", "BUNDLE --parent NAME [--key K] [--keep] [--size N] [--hook PATH]",
+         "write the loopsnap OCI hooks and annotations into BUNDLE/config.json", 1, 1,
+         CTL_OPT_PARENT | CTL_OPT_KEY | CTL_OPT_KEEP | CTL_OPT_SIZE | CTL_OPT_HOOK,
+         ctl_cmd_oci_config},
         {NULL, NULL, NULL, 0, 0, 0, NULL},
 };

@@ -58,7 +58,7 @@ _snapctl()
     local cmd="" i npos=0
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-        --root | --layout | --writable-fs | --writable-size | --committed-format | --label | --parent)
+        --root | --layout | --writable-fs | --writable-size | --committed-format | --label | --parent | --key | --size | --hook)
             ((i++))
             ;;
         -*) ;;
@@ -86,7 +86,7 @@ _snapctl()
     prepare | view | commit) opts="--label" ;;
     fsck) opts="--repair" ;;
     umount | loops) opts="--all" ;;
-    oci-config) opts="--parent" ;;
+    oci-config) opts="--parent --key --keep --size --hook" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))

@@ -27,6 +27,10 @@ enum {
         OPT_REPAIR,
         OPT_ALL,
         OPT_PARENT,
+        OPT_KEY,
+        OPT_KEEP,
+        OPT_SIZE,
+        OPT_HOOK,
 };
 
 static const struct option long_opts[] = {
@@ -44,6 +48,10 @@ static const struct option long_opts[] = {
         {"repair", no_argument, NULL, OPT_REPAIR},
         {"all", no_argument, NULL, OPT_ALL},
         {"parent", required_argument, NULL, OPT_PARENT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"keep", no_argument, NULL, OPT_KEEP},
+        {"size", required_argument, NULL, OPT_SIZE},
+        {"hook", required_argument, NULL, OPT_HOOK},
         {NULL, 0, NULL, 0},
 };
 
@@ -99,7 +107,18 @@ static void help_cmd(const struct ctl_cmd *k)
                                        ? "peel every mount stacked on TARGET"
                                        : "loop devices of every loopsnap user, not this root's");
                 if (k->opts & CTL_OPT_PARENT)
-                        printf("  --parent NAME the committed snapshot the container runs on\n");
+                        printf("  --parent NAME the committed snapshot (name or chain id) the "
+                               "container runs on\n");
+                if (k->opts & CTL_OPT_KEY)
+                        printf("  --key K       the container's snapshot key (default: the "
+                               "container id)\n");
+                if (k->opts & CTL_OPT_KEEP)
+                        printf("  --keep        keep the snapshot after the container stops\n");
+                if (k->opts & CTL_OPT_SIZE)
+                        printf("  --size N      writable image size (K/M/G/T suffixes)\n");
+                if (k->opts & CTL_OPT_HOOK)
+                        printf("  --hook PATH   the hook binary (default: loopsnap-oci-hook next "
+                               "to snapctl, or installed)\n");
         }
         printf("\n%s", global_help);
 }
@@ -235,6 +254,18 @@ static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv
                 case OPT_PARENT:
                         need = CTL_OPT_PARENT;
                         break;
+                case OPT_KEY:
+                        need = CTL_OPT_KEY;
+                        break;
+                case OPT_KEEP:
+                        need = CTL_OPT_KEEP;
+                        break;
+                case OPT_SIZE:
+                        need = CTL_OPT_SIZE;
+                        break;
+                case OPT_HOOK:
+                        need = CTL_OPT_HOOK;
+                        break;
                 case ':':
                         return ctl_usage_error(name, "option '%s' needs a value", argv[optind - 1]);
                 default:
@@ -256,6 +287,18 @@ static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv
                         c->repair = true;
                 } else if (o == OPT_ALL) {
                         c->all = true;
+                } else if (o == OPT_KEY) {
+                        c->key = optarg;
+                } else if (o == OPT_KEEP) {
+                        c->keep = true;
+                } else if (o == OPT_SIZE) {
+                        if (size_parse(optarg, &c->size) < 0 || !c->size)
+                                return ctl_usage_error(name,
+                                                       "--size '%s': expected a size such as 64M "
+                                                       "or 10G",
+                                                       optarg);
+                } else if (o == OPT_HOOK) {
+                        c->hook_path = optarg;
                 } else {
                         c->parent = optarg;
                 }

@@ -50,6 +50,10 @@ enum ctl_opt {
         CTL_OPT_REPAIR = 1u << 1, /* --repair */
         CTL_OPT_ALL = 1u << 2,    /* --all */
         CTL_OPT_PARENT = 1u << 3, /* --parent NAME */
+        CTL_OPT_KEY = 1u << 4,    /* --key K (oci-config) */
+        CTL_OPT_KEEP = 1u << 5,   /* --keep (oci-config) */
+        CTL_OPT_SIZE = 1u << 6,   /* --size N (oci-config) */
+        CTL_OPT_HOOK = 1u << 7,   /* --hook PATH (oci-config) */
 };
 
 #define CTL_MAX_LABELS 256
@@ -75,6 +79,10 @@ struct ctl {
         bool repair;
         bool all;
         const char *parent;
+        const char *key;       /* oci-config --key */
+        bool keep;             /* oci-config --keep */
+        uint64_t size;         /* oci-config --size; 0: not given */
+        const char *hook_path; /* oci-config --hook */
         /* Opened on first use. */
         struct loopsnap_root *root;
         /* The last failure. */
@@ -92,6 +100,9 @@ struct ctl_cmd {
 
 /* The command table (snapctl-cmd.c), terminated by a NULL name. */
 extern const struct ctl_cmd ctl_cmds[];
+
+/* oci-config (snapctl-oci.c): BUNDLE. Returns an exit code. */
+int ctl_cmd_oci_config(struct ctl *c, int argc, char **argv);
 
 /* ---- loading (snapctl-load.c) ---------------------------------------------- */
 

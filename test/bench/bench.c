@@ -53,6 +53,7 @@
 #include "loop/loop.h"
 #include "mount/mount.h"
 #include "snapshot/snapshot.h"
+#include "test/bench/bench-hook.h"
 #include "util/util.h"
 
 #define BENCH_NAME               "loopsnap-bench"
@@ -3015,6 +3016,13 @@ static int bench_snapshot(const struct bench_opts *o)
         return 0;
 }
 
+/* ---- the hook suite (hook.c) ------------------------------------------------ */
+
+static int bench_hook_suite(const struct bench_opts *o)
+{
+        return bench_hook(o->json, o->iterations_given ? o->iterations : BENCH_HOOK_ITERATIONS);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static const struct bench_suite suites[] = {
@@ -3023,6 +3031,7 @@ static const struct bench_suite suites[] = {
          "overlay mount time vs lowers (fd, legacy, mount(2)); idmap vs chown -R"},
         {"snapshot", bench_snapshot,
          "container cycle on 1/20/100 committed layers (warm, cold) vs plain overlay"},
+        {"hook", bench_hook_suite, "crun run with the OCI hook vs a plain directory root"},
 };
 
 static void usage(FILE *f)
@@ -3036,12 +3045,12 @@ static void usage(FILE *f)
                 "  --json           print exactly one JSON object on stdout\n"
                 "  --iterations N   measured iterations (default: loop %u; mount %u per\n"
                 "                   overlay case and %u per idmap case; snapshot %u\n"
-                "                   warm cycles per N)\n"
+                "                   warm cycles per N; hook %u crun runs each way)\n"
                 "  -h, --help       show this help\n"
                 "\n"
                 "Suites:\n",
                 BENCH_DEFAULT_ITERATIONS, BENCH_OVL_ITERATIONS, BENCH_IDMAP_ITERATIONS,
-                BENCH_SNAP_ITERATIONS);
+                BENCH_SNAP_ITERATIONS, BENCH_HOOK_ITERATIONS);
         for (size_t i = 0; i < UTIL_ARRAY_SIZE(suites); i++)
                 fprintf(f, "  %-8s %s\n", suites[i].name, suites[i].summary);
         fprintf(f, "\nExit status: 0 the run completed (targets met or not), 1 it could not\n"

@@ -253,7 +253,32 @@ print(sorted(names - parents)[0])')
 else
   echo "SKIP import/apply: /bin/busybox missing (Debian package busybox-static)"
 fi
-snap 8 oci-config "$T/bundle" --parent base
+
+echo "== oci-config (the hook itself: test/e2e/hook.sh)"
+snap 3 oci-config "$T/bundle" --parent base
+mkdir -p "$T/bundle"
+printf '{"ociVersion":"1.0.2","root":{"path":"rootfs"},"annotations":{"x":"y"},"n":1.50}' >"$T/bundle/config.json"
+snap 0 oci-config "$T/bundle" --parent base --key k1 --keep --size 64M --json
+json 'd["annotations"]["io.loopsnap.key"] == "k1" and d["annotations"]["io.loopsnap.writable-size"] == str(64 << 20) and d["created_root_path"]'
+[ -d "$T/bundle/rootfs" ] || fail "oci-config did not create root.path"
+snap 0 oci-config "$T/bundle" --parent base
+checks=$((checks + 1))
+python3 - "$T/bundle/config.json" "$(realpath "$ROOT")" <<'PY' || fail "oci-config: config.json after a second run"
+import json, sys
+c = json.load(open(sys.argv[1]))
+a = c["annotations"]
+assert a == {"x": "y", "io.loopsnap.root": sys.argv[2], "io.loopsnap.parent": "base"}, a
+for s in ("createRuntime", "createContainer", "poststop"):
+    assert len(c["hooks"][s]) == 1 and c["hooks"][s][0]["args"] == ["loopsnap-oci-hook", s], c["hooks"]
+    assert c["hooks"][s][0]["path"].endswith("/loopsnap-oci-hook")
+assert c["n"] == 1.5 and c["ociVersion"] == "1.0.2"
+PY
+printf '{"root":{"path":"rootfs"},"hooks":[]}' >"$T/bundle/config.json"
+snap 6 oci-config "$T/bundle" --parent base
+printf '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]' >"$T/bundle/config.json"
+snap 6 oci-config "$T/bundle" --parent base
+snap 2 oci-config "$T/bundle" --parent base --size lots
+snap 2 oci-config "$T/bundle" --parent base --hook relative/path
 
 echo "== remove, fsck, cleanup"
 snap 5 rm base
