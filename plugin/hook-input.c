@@ -160,48 +160,6 @@ int hook_input_read_state(int fd, struct hook_input *in, struct util_err *err)
         return dup_to(&in->bundle, bundle, err);
 }
 
-int hook_parse_size(const char *s, uint64_t *ret)
-{
-        char *end = NULL;
-        unsigned shift = 0;
-
-        if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-                return -EINVAL;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s)
-                return -EINVAL;
-        switch (*end) {
-        case '\0':
-                break;
-        case 'K':
-        case 'k':
-                shift = 10;
-                break;
-        case 'M':
-        case 'm':
-                shift = 20;
-                break;
-        case 'G':
-        case 'g':
-                shift = 30;
-                break;
-        case 'T':
-        case 't':
-                shift = 40;
-                break;
-        default:
-                return -EINVAL;
-        }
-        if (*end && strcmp(end + 1, "") != 0 && strcmp(end + 1, "B") != 0 &&
-            strcmp(end + 1, "iB") != 0)
-                return -EINVAL;
-        if (shift && v > (UINT64_MAX >> shift))
-                return -EINVAL;
-        *ret = (uint64_t)v << shift;
-        return 0;
-}
-
 /* One annotation, as a string (annotations are string → string). */
 static int ann_get(yajl_val ann, const char *key, const char **ret, struct util_err *err)
 {
@@ -253,7 +211,7 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
                                      "false",
                                      HOOK_ANN_KEEP, keep);
         in->keep = keep && strcmp(keep, "true") == 0;
-        if (size && (hook_parse_size(size, &in->size) < 0 || in->size == 0))
+        if (size && (util_parse_size(size, &in->size) < 0 || in->size == 0))
                 return util_err_setx(err, EINVAL,
                                      "config.json: annotations \"%s\": '%s': expected a size "
                                      "such as 64M or 10G",

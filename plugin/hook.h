@@ -100,9 +100,6 @@ int hook_stage_guess(const struct hook_input *in, const char **ret, struct util_
  * \"io.loopsnap.keep-after-stop\": expected true or false"). */
 int hook_input_read_config(struct hook_input *in, struct util_err *err);
 
-/* Parses "64M", "10G", "4096" (K/M/G/T, optional "B"/"iB"). 0 or -EINVAL. */
-int hook_parse_size(const char *s, uint64_t *ret);
-
 /* ---- staging entries (hook-entry.c) ------------------------------------- */
 
 /* <run>/<id>/state.json: what createRuntime did, for the later stages and

@@ -123,49 +123,6 @@ static void help_cmd(const struct ctl_cmd *k)
         printf("\n%s", global_help);
 }
 
-/* "64M", "1G", "4096". Returns 0 or -EINVAL. */
-static int size_parse(const char *s, uint64_t *ret)
-{
-        char *end = NULL;
-        unsigned shift = 0;
-
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || *s == '-')
-                return -EINVAL;
-        switch (*end) {
-        case '\0':
-                break;
-        case 'K':
-        case 'k':
-                shift = 10;
-                break;
-        case 'M':
-        case 'm':
-                shift = 20;
-                break;
-        case 'G':
-        case 'g':
-                shift = 30;
-                break;
-        case 'T':
-        case 't':
-                shift = 40;
-                break;
-        default:
-                return -EINVAL;
-        }
-        if (*end) {
-                end++;
-                if (strcmp(end, "") != 0 && strcmp(end, "iB") != 0 && strcmp(end, "B") != 0)
-                        return -EINVAL;
-        }
-        if (shift && v > (UINT64_MAX >> shift))
-                return -EINVAL;
-        *ret = (uint64_t)v << shift;
-        return 0;
-}
-
 /* Splits "K=V" into the label list. Returns an exit code. */
 static int label_add(struct ctl *c, const char *cmd, const char *arg)
 {
@@ -217,7 +174,7 @@ static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv
                         c->writable_fs = optarg;
                         continue;
                 case OPT_WRITABLE_SIZE:
-                        if (size_parse(optarg, &c->writable_size) < 0 || !c->writable_size)
+                        if (util_parse_size(optarg, &c->writable_size) < 0 || !c->writable_size)
                                 return ctl_usage_error(name,
                                                        "--writable-size '%s': expected a size "
                                                        "such as 64M or 10G",
@@ -292,7 +249,7 @@ static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv
                 } else if (o == OPT_KEEP) {
                         c->keep = true;
                 } else if (o == OPT_SIZE) {
-                        if (size_parse(optarg, &c->size) < 0 || !c->size)
+                        if (util_parse_size(optarg, &c->size) < 0 || !c->size)
                                 return ctl_usage_error(name,
                                                        "--size '%s': expected a size such as 64M "
                                                        "or 10G",

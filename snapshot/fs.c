@@ -430,10 +430,10 @@ int snap_image_from_dir(const char *type, const char *src_dir, const char *const
                 return util_err_setx(err, EINVAL, "no layer image type '%s'", type);
         if (!erofs && exclude && exclude[0])
                 return util_err_setx(err, EINVAL, "mkfs.ext4 -d cannot leave out '%s'", exclude[0]);
-        r = snap_image_tool_check(type, err);
+        r = erofs ? fs_tool_find("mkfs.erofs", "erofs-utils", tool, sizeof(tool), err)
+                  : fs_tool_find("mkfs.ext4", "e2fsprogs", tool, sizeof(tool), err);
         if (r < 0)
                 return r;
-        (void)fs_tool_find(erofs ? "mkfs.erofs" : "mkfs.ext4", "", tool, sizeof(tool), NULL);
 
         _cleanup_close_ int fd =
                 open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

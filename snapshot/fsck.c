@@ -92,22 +92,6 @@ static const char *below_root(const struct ctx *c, const char *path)
         return path + len + 1;
 }
 
-/* mountinfo escapes blanks, tabs, newlines and backslashes as \ooo. */
-static void unescape(char *s)
-{
-        char *w = s;
-        for (const char *p = s; *p; p++) {
-                if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
-                    p[3] >= '0' && p[3] <= '7') {
-                        *w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-                        p += 3;
-                } else {
-                        *w++ = *p;
-                }
-        }
-        *w = '\0';
-}
-
 /* Mounts whose target is under <root>/tmp/ (commit's temporary mounts), and
  * activations (m/<id>) of layers that are gone or not committed. */
 static int find_mounts(struct ctx *c, struct util_err *err)
@@ -122,7 +106,7 @@ static int find_mounts(struct ctx *c, struct util_err *err)
                 char target[PATH_MAX];
                 if (sscanf(line, "%*s %*s %*s %*s %4095s", target) != 1)
                         continue;
-                unescape(target);
+                snap_mountinfo_unescape(target);
                 const char *rel = below_root(c, target);
                 if (!rel)
                         continue;

@@ -320,6 +320,21 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
         return rc < 0 ? rc : ur < 0 ? ur : 0;
 }
 
+void snap_mountinfo_unescape(char *s)
+{
+        char *w = s;
+        for (const char *p = s; *p; p++) {
+                if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+                    p[3] >= '0' && p[3] <= '7') {
+                        *w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+                        p += 3;
+                } else {
+                        *w++ = *p;
+                }
+        }
+        *w = '\0';
+}
+
 /*
  * Whether a plain-directory upper is in use in this mount namespace: an
  * overlay names it as upperdir, or a mount's root is the directory itself
@@ -345,6 +360,7 @@ int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct ut
                 char target[4096];
                 if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, target) != 3)
                         continue;
+                snap_mountinfo_unescape(target);
                 const char *dash = strstr(line, " - ");
                 const char *key = dash ? strstr(dash, "upperdir=") : NULL;
                 size_t len = strlen(upper);

@@ -53,6 +53,10 @@ int snap_tree_usage(const char *dir, uint64_t *bytes, uint64_t *inodes, struct u
  * best effort. */
 void snap_tree_remove(const char *dir);
 
+/* Undoes mountinfo's escapes (blanks, tabs, newlines and backslashes are
+ * written as \ooo), in place. */
+void snap_mountinfo_unescape(char *s);
+
 /* Whether the directory upper `upper` (snapshots/<id>/fs/upper) is mounted
  * in this mount namespace (an overlay's upperdir, or bound itself): 1 with
  * the mountpoint in `where`, 0, or -errno. */

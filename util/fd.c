@@ -108,6 +108,40 @@ int util_parse_u64(const char *s, uint64_t *ret)
         return 0;
 }
 
+int util_parse_size(const char *s, uint64_t *ret)
+{
+        static const char units[] = "kmgt";
+        char digits[32];
+        size_t n = 0;
+        unsigned shift = 0;
+        uint64_t v;
+
+        if (!s)
+                return -EINVAL;
+        while (s[n] >= '0' && s[n] <= '9')
+                n++;
+        if (n == 0 || n >= sizeof(digits))
+                return -EINVAL;
+        memcpy(digits, s, n);
+        digits[n] = '\0';
+        if (util_parse_u64(digits, &v) < 0)
+                return -EINVAL;
+        const char *rest = s + n;
+        if (*rest) {
+                const char *u = strchr(units, *rest | 0x20);
+                if (!u || !*u)
+                        return -EINVAL;
+                shift = 10 * (unsigned)(u - units + 1);
+                rest++;
+                if (*rest && strcmp(rest, "B") != 0 && strcmp(rest, "iB") != 0)
+                        return -EINVAL;
+        }
+        if (shift && v > (UINT64_MAX >> shift))
+                return -EINVAL;
+        *ret = v << shift;
+        return 0;
+}
+
 int util_read_u64_file(const char *path, uint64_t *ret)
 {
         char buf[32];

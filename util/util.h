@@ -150,6 +150,11 @@ int util_read_u64_file(const char *path, uint64_t *ret);
  * Returns: 0 and *ret, -EINVAL or -ERANGE. */
 int util_parse_u64(const char *s, uint64_t *ret);
 
+/* A byte count: a decimal number with an optional binary suffix K, M, G or
+ * T (either case), optionally followed by "B" or "iB" ("64M", "1GiB",
+ * "4096"). Returns 0 and *ret, or -EINVAL (also on overflow). */
+int util_parse_size(const char *s, uint64_t *ret);
+
 /* ---- strings ----------------------------------------------------------- */
 
 #define UTIL_PREVIEW_SIZE 72

@@ -1137,46 +1137,13 @@ static size_t count(struct snap_root *r, const char *filter)
         return n;
 }
 
-static size_t devices_tagged(const char *owner)
-{
-        char prefix[96];
-        struct loop_status *list = NULL;
-        size_t n = 0;
-        struct util_err err = {0};
-        snprintf(prefix, sizeof(prefix), LOOP_TAG_PREFIX "%s:", owner);
-        struct loop_filter f = {.tag_prefix = prefix};
-        cr_assert_eq(loop_list(&f, &list, &n, &err), 0, "%s", err.msg);
-        free(list);
-        return n;
-}
-
-/* Unmounts the root's activation cache (m/<id>: committed layers kept
- * mounted on purpose, docs/snapshot.md), so what remains is what leaked. */
-static void drop_activations(struct snap_root *r)
-{
-        char m[1024];
-        snprintf(m, sizeof(m), "%s/m", snap_root_path(r));
-        DIR *d = opendir(m);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-                char p[2048];
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(p, sizeof(p), "%s/%s", m, de->d_name);
-                struct util_err err = {0};
-                cr_assert_geq(mount_unmount_all(p, &err), 0, "%s", err.msg);
-        }
-        if (d)
-                closedir(d);
-}
-
 /* After an operation: no jail left in tmp/, no device of the root. */
 static void expect_clean(struct snap_root *r, const char *what)
 {
-        drop_activations(r);
+        priv_drop_activations(snap_root_path(r));
         const char *tmp = priv_path("%s/tmp", snap_root_path(r));
         expect_only(what, tmp, (const char *const[]){NULL});
-        cr_expect_eq(devices_tagged(snap_root_tag_owner(r)), 0, "%s: loop devices left", what);
+        cr_expect_eq(priv_devices_tagged(snap_root_tag_owner(r)), 0, "%s: loop devices left", what);
 }
 
 static const char *import_ok(struct snap_root *r, const char *layout, const char *ref)
@@ -1314,7 +1281,7 @@ static void import_three_layers(enum snap_layout layout)
         cr_expect_str_eq(import_ok(r, oci, NULL), c2);
         cr_expect_eq(count(r, NULL), 4, "the three layers and the container's snapshot");
         expect_clean(r, "re-import");
-        cr_expect_eq(devices_tagged(priv_owner()), 0);
+        cr_expect_eq(priv_devices_tagged(priv_owner()), 0);
 }
 
 Test(apply, import_overlay_layout)
@@ -1470,7 +1437,7 @@ Test(apply, crash_while_mounted_then_cleanup)
         free(names);
         cr_assert_eq(mount_is_mountpoint(priv_path("%s/layer", jail), NULL), 1);
         cr_assert_eq(mount_is_mountpoint(priv_path("%s/lower", jail), NULL), 1);
-        cr_assert_gt(devices_tagged(snap_root_tag_owner(r)), 0);
+        cr_assert_gt(priv_devices_tagged(snap_root_tag_owner(r)), 0);
 
         int removed = snap_cleanup(r, &err);
         cr_assert_eq(removed, 1, "cleanup removed %d (%s)", removed, err.msg);

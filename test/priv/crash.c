@@ -200,49 +200,21 @@ static void check_committed(const char *name, const char *file, const char *text
 
 /* ---- leftovers ---- */
 
-/*
- * The activation cache (m/<id>) holds committed layers mounted on purpose:
- * not a leak, as long as fsck (run before every check below) finds every
- * activation valid. The checks drop it first, so that what remains is
- * exactly what would leak.
- */
-static void drop_activations(void)
-{
-        char m[PATH_MAX + 8];
-        snprintf(m, sizeof(m), "%s/m", root_path);
-        DIR *d = opendir(m);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-                char p[PATH_MAX + 8 + 256];
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(p, sizeof(p), "%s/%s", m, de->d_name);
-                struct util_err err = {0};
-                cr_assert_geq(mount_unmount_all(p, &err), 0, "%s", err.msg);
-        }
-        if (d)
-                closedir(d);
-}
-
+/* Devices and mounts of the root: the activation cache (m/<id>) holds
+ * committed layers on purpose, not a leak as long as fsck (run before every
+ * check below) finds every activation valid; it is dropped first, so that
+ * what remains is exactly what would leak. */
 static size_t root_devices(void)
 {
-        char prefix[96];
-        drop_activations();
-        struct loop_status *list = NULL;
-        size_t n = 0;
-        struct util_err err = {0};
-        snprintf(prefix, sizeof(prefix), LOOP_TAG_PREFIX "%s:", snap_root_tag_owner(R));
-        struct loop_filter f = {.tag_prefix = prefix};
-        cr_assert_eq(loop_list(&f, &list, &n, &err), 0, "%s", err.msg);
-        free(list);
-        return n;
+        priv_drop_activations(root_path);
+        return priv_devices_tagged(snap_root_tag_owner(R));
 }
 
 static size_t mounts_under_root(void)
 {
         char real[PATH_MAX], line[8192];
         size_t n = 0;
-        drop_activations();
+        priv_drop_activations(root_path);
         cr_assert_not_null(realpath(root_path, real), "realpath %s: %m", root_path);
         size_t len = strlen(real);
         FILE *f = fopen("/proc/self/mountinfo", "re");

@@ -237,6 +237,42 @@ static void remove_tree(int dirfd, dev_t dev)
         closedir(d);
 }
 
+size_t priv_devices_tagged(const char *tag_owner)
+{
+        char prefix[96];
+        struct loop_status *list = NULL;
+        size_t n = 0;
+        struct util_err err = {0};
+        snprintf(prefix, sizeof(prefix), LOOP_TAG_PREFIX "%s:", tag_owner);
+        struct loop_filter f = {.tag_prefix = prefix};
+        cr_assert_eq(loop_list(&f, &list, &n, &err), 0, "%s", err.msg);
+        free(list);
+        return n;
+}
+
+unsigned priv_drop_activations(const char *root_path)
+{
+        char m[PATH_MAX];
+        snprintf(m, sizeof(m), "%s/m", root_path);
+        DIR *d = opendir(m);
+        struct dirent *de;
+        unsigned n = 0;
+
+        while (d && (de = readdir(d))) {
+                char p[PATH_MAX + 256];
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(p, sizeof(p), "%s/%s", m, de->d_name);
+                struct util_err err = {0};
+                int k = mount_unmount_all(p, &err);
+                cr_assert_geq(k, 0, "%s", err.msg);
+                n += k > 0;
+        }
+        if (d)
+                closedir(d);
+        return n;
+}
+
 /* Unmounts what the test left mounted under its directory (deepest first);
  * tests that mount run in a private namespace, so this touches only theirs. */
 static void unmount_below(const char *dir)

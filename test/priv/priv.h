@@ -63,6 +63,15 @@ void *priv_defer(void (*fn)(void *), void *p);
 /* A copy of `s` that lives until teardown. */
 char *priv_keep(const char *s);
 
+/* The number of loop devices whose tag is "loopsnap:<owner>:*". */
+size_t priv_devices_tagged(const char *tag_owner);
+
+/* Unmounts the activation cache (<root>/m/<id>: committed layers kept
+ * mounted on purpose, docs/snapshot.md) of the snapshotter root at
+ * `root_path`, so that what remains is what leaked. Returns how many
+ * activations were mounted. */
+unsigned priv_drop_activations(const char *root_path);
+
 /* Whether loop device `nr` is still bound with `diskseq` (0 = any). */
 bool priv_is_bound(int nr, uint64_t diskseq);
 

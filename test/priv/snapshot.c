@@ -263,48 +263,14 @@ static void unmount(const char *t)
         cr_assert_eq(n, 1, "unmount %s: %d mounts removed (want 1) %s", t, n, err.msg);
 }
 
-static size_t devices_tagged(const char *owner)
-{
-        char prefix[96];
-        struct loop_status *list = NULL;
-        size_t n = 0;
-        struct util_err err = {0};
-        snprintf(prefix, sizeof(prefix), LOOP_TAG_PREFIX "%s:", owner);
-        struct loop_filter f = {.tag_prefix = prefix};
-        cr_assert_eq(loop_list(&f, &list, &n, &err), 0, "%s", err.msg);
-        free(list);
-        return n;
-}
-
-/* Unmounts the activation cache (m/<id>) of root `r`; returns how many. */
-static unsigned drop_activations(struct snap_root *r)
-{
-        char m[1024];
-        snprintf(m, sizeof(m), "%s/m", snap_root_path(r));
-        DIR *d = opendir(m);
-        struct dirent *de;
-        unsigned n = 0;
-
-        cr_assert(d, "open '%s': %m", m);
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                struct util_err err = {0};
-                int k = mount_unmount_all(priv_path("%s/%s", m, de->d_name), &err);
-                cr_assert_geq(k, 0, "%s", err.msg);
-                n += k > 0;
-        }
-        closedir(d);
-        return n;
-}
-
 /* Once everything is unmounted (and the activation cache dropped), no loop
  * device of the test or the root. */
 static void no_devices_left(struct snap_root *r)
 {
-        (void)drop_activations(r);
-        cr_assert_eq(devices_tagged(priv_owner()), 0, "loop devices of the test's mounts left");
-        cr_assert_eq(devices_tagged(snap_root_tag_owner(r)), 0,
+        (void)priv_drop_activations(snap_root_path(r));
+        cr_assert_eq(priv_devices_tagged(priv_owner()), 0,
+                     "loop devices of the test's mounts left");
+        cr_assert_eq(priv_devices_tagged(snap_root_tag_owner(r)), 0,
                      "loop devices tagged with the root's owner '%s' left", snap_root_tag_owner(r));
 }
 
@@ -422,7 +388,7 @@ Test(snapshot, basic)
         prepare(r, "p1", NULL);
         const char *t = mount_key(r, "p1");
         if (!variant_dir())
-                cr_assert_geq(devices_tagged(priv_owner()), 1,
+                cr_assert_geq(priv_devices_tagged(priv_owner()), 1,
                               "the mount's device carries the test tag");
         write_file(t, "foo", "foo");
         make_dir(t, "a", 0755);
@@ -2008,12 +1974,12 @@ Test(snapshot, activation_cache)
          * a container's mount joins them. */
         prepare(r, "a", "c2");
         cr_assert(activated(r, "c1") && activated(r, "c2"));
-        size_t layers = devices_tagged(snap_root_tag_owner(r));
+        size_t layers = priv_devices_tagged(snap_root_tag_owner(r));
         cr_assert_eq(layers, 2, "one device per activated layer, not %zu", layers);
         const char *t = mount_key(r, "a");
         expect_content(t, "f1", "1");
         expect_content(t, "f2", "2");
-        cr_assert_eq(devices_tagged(snap_root_tag_owner(r)), layers,
+        cr_assert_eq(priv_devices_tagged(snap_root_tag_owner(r)), layers,
                      "the container's lowers joined the activated devices");
         unmount(t);
         remove_ok(r, "a");
@@ -2024,7 +1990,7 @@ Test(snapshot, activation_cache)
         cr_assert_eq(snap_cleanup(r, &err), 0, "%s", err.msg);
         cr_assert_not(activated(r, "c2"));
         cr_assert_not(activated(r, "c1"));
-        cr_assert_eq(devices_tagged(snap_root_tag_owner(r)), 0);
+        cr_assert_eq(priv_devices_tagged(snap_root_tag_owner(r)), 0);
 
         /* A view activates too; removing a layer drops its activation. */
         view(r, "v", "c2");
@@ -2079,7 +2045,7 @@ Test(snapshot, activation_can_be_switched_off)
         committed_with(r, "c1", NULL, "f1", "1");
         prepare(r, "a", "c1");
         cr_assert_not(activated(r, "c1"));
-        cr_assert_eq(devices_tagged(snap_root_tag_owner(r)), 0);
+        cr_assert_eq(priv_devices_tagged(snap_root_tag_owner(r)), 0);
         const char *t = mount_key(r, "a");
         expect_content(t, "f1", "1");
         unmount(t);

@@ -85,6 +85,40 @@ Test(util_parse, u64_table)
         cr_assert_eq(util_parse_u64(NULL, NULL), -EINVAL);
 }
 
+Test(util_parse, sizes_with_binary_suffixes)
+{
+        const struct {
+                const char *in;
+                int r;
+                uint64_t v;
+        } cases[] = {
+                {"4096", 0, 4096},
+                {"64M", 0, 64ull << 20},
+                {"64m", 0, 64ull << 20},
+                {"1GiB", 0, 1ull << 30},
+                {"2KB", 0, 2048},
+                {"1T", 0, 1ull << 40},
+                {"0", 0, 0},
+                {"", -EINVAL, 0},
+                {"M", -EINVAL, 0},
+                {"-1", -EINVAL, 0},
+                {"+1", -EINVAL, 0},
+                {" 1", -EINVAL, 0},
+                {"1X", -EINVAL, 0},
+                {"1Mb", -EINVAL, 0},
+                {"1MiBx", -EINVAL, 0},
+                {"17000000T", -EINVAL, 0},
+                {"18446744073709551616", -EINVAL, 0},
+        };
+        for (size_t i = 0; i < UTIL_ARRAY_SIZE(cases); i++) {
+                uint64_t v = 12345;
+                int r = util_parse_size(cases[i].in, &v);
+                cr_expect_eq(r, cases[i].r, "'%s': %d", cases[i].in, r);
+                cr_expect_eq(v, r == 0 ? cases[i].v : 12345, "'%s'", cases[i].in);
+        }
+        cr_assert_eq(util_parse_size(NULL, NULL), -EINVAL);
+}
+
 Test(util_fd, small_file_read_strips_newline_and_detects_overflow)
 {
         char path[] = "/tmp/loopsnap-unit.XXXXXX";
