@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The real definitions, not the analyzer's view of them (util/util.h). */
+#define UTIL_ERR_IMPLEMENTATION
 #include "util/util.h"
 
 static int err_vset(struct util_err *err, int errnum, bool with_strerror, const char *fmt,
