@@ -96,7 +96,9 @@ int ctl_json_end(yajl_gen g)
                 ctl_msg("--json: the output is not a complete JSON document");
                 rc = CTL_EXIT_INTERNAL;
         } else {
-                fwrite(buf, 1, len, stdout);
+                /* A failed write sets stdout's error flag, which main()
+                 * checks before it exits. */
+                (void)fwrite(buf, 1, len, stdout);
                 if (len && buf[len - 1] != '\n')
                         fputc('\n', stdout);
         }
@@ -282,7 +284,7 @@ void ctl_progress(void *data, const struct loopsnap_progress *p)
         } else {
                 fprintf(stderr, "\r\033[K%s %s %s", step, done, p->what ? p->what : "");
         }
-        fflush(stderr);
+        (void)fflush(stderr);
         bar_drawn = true;
 }
 

@@ -162,6 +162,7 @@ static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv
                 unsigned need = 0;
                 switch (o) {
                 case 1: /* a positional argument, in order ("-" mode) */
+                        /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): "-" mode has pos */
                         pos[(*n_pos)++] = optarg;
                         continue;
                 case OPT_ROOT:
@@ -341,7 +342,10 @@ int main(int argc, char **argv)
         ctl_unload(&c);
         for (size_t k = 0; k < c.n_labels; k++)
                 free(c.label_buf[k]);
-        if (fflush(stdout) != 0 && rc == CTL_EXIT_OK) {
+        /* ferror() too: a write that went straight to the fd (larger than
+         * stdio's buffer) and failed leaves nothing to flush, and fflush()
+         * returns 0 for it. */
+        if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CTL_EXIT_OK) {
                 ctl_msg("write to stdout failed: %m");
                 rc = CTL_EXIT_INTERNAL;
         }
