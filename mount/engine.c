@@ -103,7 +103,6 @@ static int find_intermediates(const struct mount_spec *spec, bool *used, struct 
 }
 
 struct apply {
-        struct mount_engine *e;
         const struct mount_spec *spec;
         struct mount_applied *done;
         struct mount_scratch scratch;
@@ -165,7 +164,7 @@ int mount_engine_apply(struct mount_engine *e, const struct mount_spec *spec, co
 {
         _cleanup_free_ bool *intermediate = NULL;
         _cleanup_free_ char *abs_target = NULL;
-        struct apply a = {.e = e, .spec = spec, .scratch = {.base = e->scratch_dir}};
+        struct apply a = {.spec = spec, .scratch = {.base = e->scratch_dir}};
         size_t finals = 0;
         int r;
 

@@ -19,7 +19,7 @@ void mount_fc_log(int fs_fd, char *buf, size_t size);
 int mount_err_add_log(struct util_err *err, int fs_fd);
 
 /* MS_* mount flags -> MOUNT_ATTR_* (per-mount attributes). */
-unsigned long long mount_flags_to_attr(unsigned long ms_flags);
+unsigned long long mount_flags_to_attr(unsigned long f);
 
 /* fsconfig helpers that name the key in errors and add the kernel log. */
 int mount_fsconfig_string(int fs_fd, const char *key, const char *value, struct util_err *err);

@@ -34,10 +34,8 @@ void mount_fc_log(int fs_fd, char *buf, size_t size)
                 /* Lines start with "e ", "w " or "i " (error/warning/info). */
                 const char *text = n > 2 && msg[1] == ' ' ? msg + 2 : msg;
                 int w = snprintf(buf + len, size - len, "%s%s", len ? "; " : "", text);
-                if (w < 0 || (size_t)w >= size - len) {
-                        len = size - 1;
-                        break;
-                }
+                if (w < 0 || (size_t)w >= size - len)
+                        break; /* full: snprintf cut and terminated it */
                 len += (size_t)w;
         }
 }

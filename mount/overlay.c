@@ -105,7 +105,7 @@ static int open_plain(struct ovl *v, const char *path, int *ret)
         size_t plen = slash ? (size_t)(slash - path) : 0;
 
         if (slash && slash[1] && plen > 0) {
-                if (!v->parent || strlen(v->parent) != plen || memcmp(v->parent, path, plen)) {
+                if (!v->parent || strlen(v->parent) != plen || memcmp(v->parent, path, plen) != 0) {
                         util_closep(&v->parent_fd);
                         free(v->parent);
                         v->parent = strndup(path, plen);
@@ -334,7 +334,7 @@ static void *legacy_thread(void *p)
 
         /* Our own fs struct: the chdir does not move the process's cwd. */
         if (unshare(CLONE_FS) < 0)
-                c->error = errno;
+                c->error = errno; /* NOLINT(bugprone-branch-clone): each step's own errno */
         else if (c->dir && chdir(c->dir) < 0)
                 c->error = errno;
         else if (mount(c->source, c->target, "overlay", c->flags, c->data) < 0)
@@ -346,7 +346,7 @@ static void *legacy_thread(void *p)
 static char *put(char *p, const char *s)
 {
         size_t n = strlen(s);
-        memcpy(p, s, n);
+        memcpy(p, s, n); /* NOLINT(bugprone-not-null-terminated-result): build_data ends it */
         return p + n;
 }
 

@@ -131,7 +131,7 @@ static int tmpl_parse(const char *in, size_t pos, size_t self, struct tmpl *t, s
                                      t->kind == TMPL_MOUNT ? "mount" : "overlay",
                                      want == 1 ? "one mount index" : "two mount indexes");
 
-        size_t idx[2];
+        size_t idx[2] = {0, 0};
         for (size_t i = 0; i < want; i++)
                 if (!parse_index(w[1 + i].s, w[1 + i].len, &idx[i]))
                         return util_err_setx(err, EINVAL, "'%s': '%s' is not a mount index", q,
