@@ -94,6 +94,7 @@ static void close_all_but(int keep, int fd_max)
 
         if (keep > 0 && syscall(SYS_close_range, 0L, (long)keep - 1, 0L) < 0)
                 ok = false;
+        /* NOLINTNEXTLINE(bugprone-misplaced-widening-cast): ~0U is close_range's "all" */
         if (ok && syscall(SYS_close_range, (long)keep + 1, (long)~0u, 0L) == 0)
                 return;
         /* COMPAT(kernel < 5.9): no close_range; drop when the baseline is >= 5.9. */
@@ -342,7 +343,7 @@ int idmap_cache_get(struct idmap_cache *c, const struct idmap_map *uid, const st
         r = pthread_mutex_lock(&c->lock);
         if (r != 0)
                 return util_err_set(err, r, "user-namespace cache: lock");
-        locked = &c->lock;
+        locked = &c->lock; /* NOLINT(clang-analyzer-deadcode.DeadStores): read by cleanup */
 
         for (size_t i = 0; i < c->n; i++)
                 if (idmap_map_equal(&c->v[i]->uid, uid) && idmap_map_equal(&c->v[i]->gid, gid)) {
@@ -354,6 +355,7 @@ int idmap_cache_get(struct idmap_cache *c, const struct idmap_map *uid, const st
 
         if (c->n == c->cap) {
                 size_t cap = c->cap ? c->cap * 2 : 4;
+                /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
                 struct idmap_cache_entry **v = realloc(c->v, cap * sizeof(*v));
                 if (!v)
                         return util_err_set(err, ENOMEM, "user-namespace cache");

@@ -204,6 +204,7 @@ int plugin_mounts_new(const struct mount_spec *spec, struct loopsnap_mounts **re
                 return util_err_set(e, ENOMEM, "mount spec");
         m->struct_size = sizeof(*m);
         if (spec->n) {
+                /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
                 list = calloc(spec->n, sizeof(*list));
                 if (!list)
                         return util_err_set(e, ENOMEM, "mount spec");

@@ -417,7 +417,6 @@ int hook_poststop(struct hook_input *in, struct util_err *err)
         if (rc == -ENOENT) {
                 /* Swept already, or createRuntime never staged it. */
                 util_debug(UTIL_DBG_PLUGIN, "poststop '%s': nothing staged", in->id);
-                rc = 0;
                 goto sweep;
         }
         if (rc < 0)

@@ -27,7 +27,7 @@ static const char *extra_log;
 static void emit(const char *line)
 {
         fprintf(stderr, "%s: %s\n", HOOK_NAME, line);
-        fflush(stderr);
+        (void)fflush(stderr);
         if (!extra_log)
                 return;
         int fd = open(extra_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);

@@ -147,6 +147,7 @@ static int loops_list(struct loopsnap_root *h0, struct loopsnap_loops **ret, str
         if ((rc = loop_list(&f, &list, &n, e)) < 0)
                 return rc;
         out = calloc(1, sizeof(*out));
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         if (!out || (n && !(arr = calloc(n, sizeof(*arr)))))
                 return util_err_set(e, ENOMEM, "loop devices");
         out->struct_size = sizeof(*out);

@@ -91,7 +91,7 @@ static inline void plugin_root_unlockp(struct loopsnap_root **h)
 #define PLUGIN_LOCK_OR_RETURN(h, h0, e)                                              \
         _cleanup_root_unlock_ struct loopsnap_root *h = plugin_root_lock((h0), (e)); \
         do {                                                                         \
-                if (!h)                                                              \
+                if (!(h))                                                            \
                         return -EINVAL;                                              \
         } while (0)
 

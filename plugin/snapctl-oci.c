@@ -101,6 +101,8 @@ static int gen_value(yajl_gen g, yajl_val v)
 {
         int bad = 0;
 
+        if (!v) /* yajl stores JSON null as a node, never as NULL */
+                return -1;
         if (YAJL_IS_STRING(v))
                 return gen_str(g, YAJL_GET_STRING(v));
         if (YAJL_IS_NUMBER(v))
@@ -413,6 +415,7 @@ int ctl_cmd_oci_config(struct ctl *c, int argc, char **argv)
                                                                 ? LOOPSNAP_ERR_NOT_FOUND
                                                                 : LOOPSNAP_ERR_INVALID_ARGUMENT);
         }
+        /* read_file() set text (r >= 0). NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
         if (memchr(text, '\0', len) || depth_of(text, len) > OCI_CONFIG_MAX_DEPTH) {
                 ctl_msg("oci-config: '%s': a NUL byte or nesting deeper than %u", path,
                         OCI_CONFIG_MAX_DEPTH);
