@@ -1004,14 +1004,18 @@ static int apply_entry(struct xctx *c, struct archive *a, struct archive_entry *
         default:
                 return refuse(c, EINVAL, "unknown entry type 0%o", (unsigned)type);
         }
-        if (p->n == 0 && type != AE_IFDIR)
+        /* A copy the analyzer can follow past meta_check(c, ...): with no
+         * component (the root) the type is a directory, so name is set
+         * for every other type. */
+        const size_t n = p->n;
+        if (n == 0 && type != AE_IFDIR)
                 return refuse(c, EINVAL, "the layer root must be a directory");
         if ((r = meta_check(c, e, &m)) < 0)
                 return r;
 
         _cleanup_close_ int dir = -EBADF;
         const char *name = NULL;
-        if (p->n > 0) {
+        if (n > 0) {
                 if ((r = parent_open(c, p, false, &dir)) < 0)
                         return r;
                 name = basename_of(p);

@@ -340,7 +340,7 @@ static int apply_locked(struct snap_root *r, const struct snap_info *info, const
                         int tar_fd, const char *tar_path, snap_progress_fn progress,
                         void *progress_data, struct snap_apply_result *ret, struct util_err *err)
 {
-        struct snap_apply_result res;
+        struct snap_apply_result res = {0};
         struct jail j = {0};
         bool overlay = r->layout == SNAP_LAYOUT_OVERLAY;
         int rc;

@@ -227,8 +227,8 @@ int snap_cleanup(struct snap_root *r, struct util_err *err)
                 total += rc;
         if (rc >= 0 && (rc = sweep(r, "templates", "new-", NULL, 0, err)) >= 0)
                 total += rc;
-        if (rc >= 0 &&
-            (rc = sweep(r, "snapshots", NULL, ids ? ids : (int64_t[]){0}, n_ids, err)) >= 0)
+        if (rc >= 0 && (rc = sweep(r, "snapshots", NULL, ids ? ids : (int64_t[]){0},
+                                   ids ? n_ids : 0, err)) >= 0)
                 total += rc;
         if (rc >= 0 && (rc = snap_store_list(r->store, &rows, &n_rows, err)) >= 0) {
                 total += sweep_stale_files(r, rows, n_rows);

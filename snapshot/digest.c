@@ -66,7 +66,7 @@ int snap_sha256_final(struct snap_sha256 *h, char ret[SNAP_DIGEST_MAX])
 
         if (EVP_DigestFinal_ex(h->ctx, md, &n) != 1 || n != 32)
                 return -EIO;
-        memcpy(ret, "sha256:", 7);
+        memcpy(ret, "sha256:", 7); /* NOLINT(bugprone-not-null-terminated-result): hex() ends it */
         hex(md, n, ret + 7);
         return 0;
 }

@@ -389,7 +389,7 @@ int snap_image_clone(const char *src, const char *dst, enum snap_clone_method *r
         dst_fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
         if (dst_fd < 0)
                 return util_err_set(err, errno, "clone '%s': create '%s'", src, dst);
-        created = dst;
+        created = dst; /* NOLINT(clang-analyzer-deadcode.DeadStores): read by cleanup */
 
         /* No feature cache here (STYLE R4): reflink support belongs to the
          * filesystem pair, not to the kernel, so each call asks. A refusal

@@ -401,7 +401,8 @@ static int read_image(struct ctx *c, const struct desc *md, struct image *im, st
                                      md->digest);
         if ((r = desc_parse(util_json_get(m, "config", false), "manifest: config", &cd, err)) < 0)
                 return r;
-        if (strcmp(cd.media_type, MT_OCI_CONFIG) != 0 && strcmp(cd.media_type, MT_DOCKER_CONFIG))
+        if (strcmp(cd.media_type, MT_OCI_CONFIG) != 0 &&
+            strcmp(cd.media_type, MT_DOCKER_CONFIG) != 0)
                 return util_err_setx(err, EOPNOTSUPP,
                                      "manifest: config: media type '%.64s' is not an image config",
                                      cd.media_type);

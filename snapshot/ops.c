@@ -144,7 +144,6 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                 /* Overlay: an empty image with upper/ and work/ owned by the
                  * (mapped) root. Block: a whole filesystem, the parent's
                  * image cloned (its mount is idmapped instead: root 0:0). */
-                rc = 0;
                 if (block && parent && *parent) {
                         struct snap_info pi = {0};
                         rc = snap_store_get(r->store, parent, &pi, err);
@@ -213,7 +212,7 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
         util_fault_point("create-before-db-commit");
         if ((rc = snap_store_commit(r->store, err)) < 0)
                 goto fail;
-        in_txn = false;
+        in_txn = false; /* NOLINT(clang-analyzer-deadcode.DeadStores): for a later goto fail */
         util_fault_point("create-after-db-commit");
         (void)flock(r->lock_fd, LOCK_UN);
         if (r->activation && parent && *parent)
@@ -374,7 +373,7 @@ int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct ut
                         found = 1;
                 }
         }
-        fclose(f);
+        (void)fclose(f); /* read only */
         return found;
 }
 
@@ -480,6 +479,7 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         /* The new layer goes into place while the row is still active: a
          * crash from here leaves an active snapshot with an extra file,
          * which the next commit replaces and fsck removes. */
+        /* cppcheck-suppress duplicateCondition ; the fault point above may exit */
         if (rc >= 0 && convert) {
                 if (rename(newlayer, layer) < 0)
                         rc = util_err_set(err, errno, "rename '%s' to '%s'", newlayer, layer);

@@ -154,7 +154,7 @@ static const char *preview(const char *s, char buf[static PREVIEW_SIZE])
 {
         size_t i = 0, o = 0;
 
-        for (; s[i] && i < PREVIEW_MAX; i++) {
+        for (; i < PREVIEW_MAX && s[i]; i++) {
                 unsigned char c = (unsigned char)s[i];
                 if (c >= 0x20 && c < 0x7f)
                         buf[o++] = (char)c;
@@ -784,7 +784,7 @@ int snap_store_open(const char *path, struct snap_store **ret, struct util_err *
         if (rc != SQLITE_OK) {
                 if (!s->db)
                         return util_err_set(err, ENOMEM, "open store '%s'", path);
-                r = db_fail(s, rc, "open", err);
+                (void)db_fail(s, rc, "open", err);
                 return util_err_prefix(err, "open store");
         }
         r = store_setup(s, err);
@@ -1004,6 +1004,7 @@ static int do_create(struct snap_store *s, enum snap_kind kind, const char *key,
                         r = bind_text(s, st, 1, key, err);
                 if (r >= 0)
                         r = bind_int(s, st, 2, kind, err);
+                /* cppcheck-suppress knownConditionTrueFalse ; find() sets k */
                 if (r >= 0 && parent)
                         r = bind_int(s, st, 3, parent_id, err);
                 if (r >= 0)

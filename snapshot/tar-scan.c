@@ -52,7 +52,7 @@ static void preview(char out[UTIL_PREVIEW_SIZE], const char *s, size_t len)
 
         for (; i < len && i < 64; i++) {
                 unsigned char c = (unsigned char)s[i];
-                out[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+                out[i] = (char)((c < 0x20 || c == 0x7f) ? '?' : c);
         }
         if (i < len) {
                 memcpy(out + i, "...", 3);
@@ -443,7 +443,7 @@ int snap_tar_scan_feed(struct snap_tar_scan *s, const void *buf, size_t len, str
                                         return fail(s, err, EINVAL,
                                                     "data after the end of the archive at offset "
                                                     "%llu",
-                                                    (unsigned long long)(s->offset + i));
+                                                    (unsigned long long)s->offset + i);
                         break;
                 default:
                         return util_err_setx(err, EINVAL, "the tar stream was refused already");
