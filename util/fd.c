@@ -144,7 +144,9 @@ int util_parse_size(const char *s, uint64_t *ret)
 
 int util_read_u64_file(const char *path, uint64_t *ret)
 {
-        char buf[32];
+        /* Initialised for clang-tidy, which assumes that errno may be 0
+         * after a failed open() (-errno == 0, "success" with buf unset). */
+        char buf[32] = "";
         ssize_t n = util_read_small_file(path, buf, sizeof(buf));
         if (n < 0)
                 return (int)n;
@@ -157,7 +159,7 @@ const char *util_preview(char buf[static UTIL_PREVIEW_SIZE], const char *s, size
 
         for (; i < len && s[i] && i < 64; i++) {
                 unsigned char c = (unsigned char)s[i];
-                buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+                buf[i] = (char)((c < 0x20 || c == 0x7f) ? '?' : c);
         }
         if (i < len && s[i]) {
                 memcpy(buf + i, "...", 3);
