@@ -217,7 +217,7 @@ static bool read_file(const char *path, char *buf, size_t size)
                 return false;
         size_t n = fread(buf, 1, size - 1, f);
         buf[n] = '\0';
-        fclose(f);
+        (void)fclose(f); /* read only */
         return true;
 }
 

@@ -563,7 +563,7 @@ int bench_hook(bool json, unsigned iterations)
                 printf("%-28s %+.2f ms\n", "of which crun's hook calls:",
                        res.median_ms[WAY_TRUE] - res.median_ms[WAY_PLAIN]);
         }
-        fflush(stdout);
+        (void)fflush(stdout);
         if (left) {
                 warn("%u thing(s) left behind", left);
                 return -EBUSY;

@@ -47,7 +47,7 @@ void ttar_header(struct ttar *t, const char *name, char type, uint64_t size, con
         if (link)
                 strncpy((char *)h + 157, link, 99);
         memcpy(h + 257, "ustar", 6);
-        memcpy(h + 263, "00", 2);
+        memcpy(h + 263, "00", 2); /* NOLINT(bugprone-not-null-terminated-result): a tar field */
         memset(h + 148, ' ', 8);
         for (int i = 0; i < 512; i++)
                 sum += h[i];

@@ -101,7 +101,7 @@ static void sha256_hex(const void *data, size_t len, char out[65])
         unsigned n = 0;
         cr_assert_eq(EVP_Digest(data, len, md, &n, EVP_sha256(), NULL), 1);
         for (unsigned i = 0; i < 32; i++)
-                sprintf(out + 2 * i, "%02x", md[i]);
+                snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 /* "sha256:<hex>" of a file (a copy that lives until teardown). */
@@ -163,7 +163,7 @@ static void add_entry(struct archive *a, const struct ent *e, long mtime)
         case 'c':
         case 'b': {
                 unsigned ma = 0, mi = 0;
-                sscanf(e->data, "%u:%u", &ma, &mi);
+                cr_assert_eq(sscanf(e->data, "%u:%u", &ma, &mi), 2, "device '%s'", e->data);
                 archive_entry_set_filetype(ae, e->type == 'c' ? AE_IFCHR : AE_IFBLK);
                 archive_entry_set_rdev(ae, makedev(ma, mi));
                 break;
@@ -249,7 +249,7 @@ static void dump_xattrs(char **out, size_t *len, FILE *f, const char *path)
         char names[4096];
         ssize_t n = llistxattr(path, names, sizeof(names));
         cr_assert_geq(n, 0, "llistxattr %s: %m", path);
-        const char *list[64];
+        const char *list[64] = {0};
         size_t k = 0;
         for (char *p = names; p < names + n && k < 64; p += strlen(p) + 1)
                 if (strcmp(p, "security.selinux") != 0)
@@ -338,7 +338,7 @@ static const char *tree(const char *dir)
         FILE *f = open_memstream(&buf, &len);
         cr_assert_not_null(f);
         dump_dir(f, dir, "");
-        fclose(f);
+        cr_assert_eq(fclose(f), 0);
         return priv_defer(free, buf);
 }
 
@@ -1067,8 +1067,8 @@ static const char *put_image(const char *layout, const struct layer *l, size_t n
                 fprintf(fl, "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%llu}",
                         i ? "," : "", media_type_of(&l[i]), b.digest, (unsigned long long)b.size);
         }
-        fclose(fd);
-        fclose(fl);
+        cr_assert_eq(fclose(fd), 0);
+        cr_assert_eq(fclose(fl), 0);
         struct blob cfg =
                 put_json(layout, keepf("{\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{},"
                                        "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
@@ -1100,7 +1100,7 @@ static void put_index(const char *layout, const char *const *descs, size_t n)
         FILE *f = open_memstream(&list, &len);
         for (size_t i = 0; i < n; i++)
                 fprintf(f, "%s%s", i ? "," : "", descs[i]);
-        fclose(f);
+        cr_assert_eq(fclose(f), 0);
         const char *ol = "{\"imageLayoutVersion\":\"1.0.0\"}";
         write_text(priv_path("%s/oci-layout", layout), ol, strlen(ol));
         const char *idx = keepf("{\"schemaVersion\":2,\"manifests\":[%s]}", list);
@@ -1417,7 +1417,7 @@ Test(apply, crash_while_mounted_then_cleanup)
         cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
         cr_assert_eq(posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0),
                      0);
-        fflush(NULL);
+        (void)fflush(NULL);
         pid_t pid = -1;
         int sr = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
         posix_spawn_file_actions_destroy(&fa);

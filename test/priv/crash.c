@@ -225,7 +225,7 @@ static size_t mounts_under_root(void)
                     strncmp(target, real, len) == 0 && (target[len] == '/' || !target[len]))
                         n++;
         }
-        fclose(f);
+        (void)fclose(f); /* read only */
         return n;
 }
 
@@ -300,7 +300,7 @@ static int child_op(enum op op, struct util_err *err)
 static int run_crashing(const char *point, enum op op)
 {
         R = snap_root_close(R);
-        fflush(NULL);
+        (void)fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
                 struct snap_root_opts o = root_opts();
@@ -734,7 +734,7 @@ Test(crash, concurrency, .timeout = 300)
         reopen();
         make_base();
         R = snap_root_close(R);
-        fflush(NULL);
+        (void)fflush(NULL);
 
         uint64_t t0 = util_now_ns();
         pid_t pids[N_PROCS];

@@ -130,7 +130,8 @@ static void read_ns_map(int ns_fd, const char *file, char *out, size_t size)
 
         size_t o = 0;
         out[0] = '\0';
-        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        char *save = NULL;
+        for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 unsigned c, h, s;
                 cr_assert_eq(sscanf(line, "%u %u %u", &c, &h, &s), 3, "line '%s'", line);
                 o += (size_t)snprintf(out + o, size - o, "%s%u:%u:%u", o ? "," : "", c, h, s);

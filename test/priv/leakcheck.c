@@ -40,7 +40,7 @@ int main(void)
                 }
         }
         if (f)
-                fclose(f);
+                (void)fclose(f); /* read only */
 
         DIR *d = opendir("/var/tmp");
         struct dirent *de;

@@ -214,7 +214,8 @@ Test(loop, shared_ro_attach_reuses_one_device)
 /* The share registry names the device; a record that lies is only a hint. */
 Test(loop, shared_record_is_only_a_hint)
 {
-        if (getenv("LOOPSNAP_LOOP_SHARE_DIR") && !*getenv("LOOPSNAP_LOOP_SHARE_DIR"))
+        const char *share_dir = getenv("LOOPSNAP_LOOP_SHARE_DIR");
+        if (share_dir && !*share_dir)
                 cr_skip_test("the share registry is switched off (LOOPSNAP_LOOP_SHARE_DIR=)");
         const char *img = priv_image("rec.img", 8 * MiB);
         const char *reg = priv_path("%s/share", priv_tmpdir());
@@ -230,7 +231,7 @@ Test(loop, shared_record_is_only_a_hint)
         FILE *fp = fopen(rec, "r");
         cr_assert(fp, "no record '%s': %m", rec);
         cr_assert(fgets(buf, sizeof(buf), fp));
-        fclose(fp);
+        (void)fclose(fp); /* read only */
         cr_assert_eq(atoi(buf), loop_device_get_nr(a), "record '%s' says %s", rec, buf);
         struct loop_device *b = attach_ok(img, priv_opts(f, "r"));
         cr_assert_eq(loop_device_get_nr(b), loop_device_get_nr(a));
@@ -243,7 +244,7 @@ Test(loop, shared_record_is_only_a_hint)
         cr_assert(fp);
         fprintf(fp, "%d %llu\n", loop_device_get_nr(x),
                 (unsigned long long)loop_device_get_diskseq(x));
-        fclose(fp);
+        cr_assert_eq(fclose(fp), 0, "write the record: %m");
         struct loop_device *c = attach_ok(img, priv_opts(f, "r"));
         cr_assert_neq(loop_device_get_nr(c), loop_device_get_nr(x));
         cr_assert_not(loop_device_is_shared_reuse(c), "shared a device the record lied about");

@@ -291,7 +291,7 @@ static void unmount_below(const char *dir)
                 if (strncmp(target, dir, len) == 0 && (target[len] == '/' || !target[len]))
                         snprintf(targets[n++], sizeof(targets[0]), "%s", target);
         }
-        fclose(f);
+        (void)fclose(f); /* read only */
         while (n > 0)
                 (void)umount2(targets[--n], MNT_DETACH);
 }

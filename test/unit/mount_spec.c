@@ -327,6 +327,7 @@ Test(mount_spec_json, options_at_the_limit_and_over)
         struct mount_spec *s = NULL;
 
         for (int pass = 0; pass < 2; pass++) {
+                /* cppcheck-suppress [duplicateValueTernary,uninitdata] ; two buffers */
                 char *buf = pass ? over : ok;
                 size_t n = pass ? 500 : MOUNT_SPEC_MAX_OPTIONS;
                 size_t len = (size_t)snprintf(buf, cap,

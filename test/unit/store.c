@@ -202,6 +202,7 @@ Test(filter, key_check_table)
                 "default/12/extract-123 sha256:abc",
                 "\xe6\x97\xa5\xe6\x9c\xac", /* 日本 */
                 "\xf0\x9f\x90\xae",         /* U+1F42E */
+                /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one, split after \xa0 */
                 "a\xc2\xa0"
                 "b", /* U+00A0, just above C1 */
                 exact,
