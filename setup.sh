@@ -14,6 +14,8 @@ packages=(
   libmount-dev libyajl-dev libseccomp-dev libsqlite3-dev libarchive-dev libcriterion-dev libssl-dev
   # style check run by the test suite
   clang-format
+  # static checks (test/static/check.sh, run by CI): clang-tidy 14, cppcheck, valgrind
+  clang-tidy cppcheck valgrind
   # kernel tools used by tests and the benchmark baseline (losetup, mkfs.ext4)
   util-linux mount e2fsprogs xfsprogs erofs-utils
   # FUSE mounts go through mount.fuse3; the tests mount with bindfs
