@@ -268,7 +268,8 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
         if ((rc = hook_entry_write(e, err)) < 0)
                 return rc;
 
-        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(r)};
+        struct mount_engine_opts eo;
+        snap_root_engine_opts(r, &eo);
         if ((rc = mount_engine_new(&eo, &eng, err)) < 0)
                 return rc;
         rc = mount_engine_apply(eng, spec, NULL, loop_id, &tree, err);

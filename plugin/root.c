@@ -97,7 +97,8 @@ static int root_open(const struct loopsnap_root_opts *o, struct loopsnap_root **
         /* The engine's scratch directory stays the default (/run/loopsnap),
          * outside the root: fsck counts mounts under <root>/tmp as leftovers
          * of crashed commits. */
-        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(h->r)};
+        struct mount_engine_opts eo;
+        snap_root_engine_opts(h->r, &eo);
         rc = mount_engine_new(&eo, &h->engine, e);
         if (rc < 0)
                 return util_err_prefix(e, "open root '%s'", snap_root_path(h->r));

@@ -277,7 +277,7 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
         _cleanup_free_ char *point = NULL;
         char tagid[32];
-        const char *opts[] = {"rw", "loop", strcmp(r->writable_fs, "xfs") ? NULL : "nouuid", NULL};
+        const char *opts[] = {"rw", "loop", snap_fs_option(r->writable_fs, true), NULL};
         int rc;
 
         if ((rc = tmp_name(r, "", &point, err)) < 0)

@@ -267,7 +267,8 @@ static int make_base(struct hook_bench *b, int k)
         b->roots[k] = sr;
         if ((r = snap_prepare(sr, "base-work", NULL, NULL, 0, &spec, &err)) < 0)
                 goto out;
-        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(sr)};
+        struct mount_engine_opts eo;
+        snap_root_engine_opts(sr, &eo);
         if ((r = mount_engine_new(&eo, &e, &err)) < 0)
                 goto out;
         if (mkdir(mnt, 0700) < 0) {
