@@ -172,6 +172,7 @@ static int ann_get(yajl_val ann, const char *key, const char **ret, struct util_
 static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err)
 {
         const char *root = NULL, *parent = NULL, *key = NULL, *keep = NULL, *size = NULL;
+        const char *cache = NULL;
         int r;
 
         if (ann && !YAJL_IS_OBJECT(ann))
@@ -186,7 +187,8 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
             (r = ann_get(ann, HOOK_ANN_PARENT, &parent, err)) < 0 ||
             (r = ann_get(ann, HOOK_ANN_KEY, &key, err)) < 0 ||
             (r = ann_get(ann, HOOK_ANN_KEEP, &keep, err)) < 0 ||
-            (r = ann_get(ann, HOOK_ANN_SIZE, &size, err)) < 0)
+            (r = ann_get(ann, HOOK_ANN_SIZE, &size, err)) < 0 ||
+            (r = ann_get(ann, HOOK_ANN_CACHE, &cache, err)) < 0)
                 return r;
         if (root && root[0] != '/')
                 return util_err_setx(err, EINVAL,
@@ -211,6 +213,12 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
                                      "false",
                                      HOOK_ANN_KEEP, keep);
         in->keep = keep && strcmp(keep, "true") == 0;
+        if (cache && strcmp(cache, "true") != 0 && strcmp(cache, "false") != 0)
+                return util_err_setx(err, EINVAL,
+                                     "config.json: annotations \"%s\": '%s': expected true or "
+                                     "false",
+                                     HOOK_ANN_CACHE, cache);
+        in->no_cache = cache && strcmp(cache, "false") == 0;
         if (size && (util_parse_size(size, &in->size) < 0 || in->size == 0))
                 return util_err_setx(err, EINVAL,
                                      "config.json: annotations \"%s\": '%s': expected a size "
