@@ -4,8 +4,9 @@
  *
  * Crash safety, per operation (a crash at any instant leaves the old or the
  * new state, at worst orphans that snap_cleanup removes):
- *   prepare/view  clone the template to tmp/new-* (no fsync: a clone that
- *                 was never mounted is re-verified before use), then in one
+ *   prepare/view  clone the template to tmp/new-* (no fsync; nothing
+ *                 re-checks the clone before a container mounts it: only
+ *                 snap_apply and fsck run snap_image_verify), then in one
  *                 write transaction: insert the row, mkdir snapshots/<id>,
  *                 rename the clone into it, commit. A crash before the
  *                 commit leaves tmp/new-* or snapshots/<id> without a row.

@@ -2022,7 +2022,7 @@ struct snap_n_result {
         unsigned n;
         struct figure cycle;
         struct figure step[BENCH_SNAP_STEPS];
-        struct figure cold; /* quota only: the first cycle needing a new template */
+        struct figure cold; /* quota only: a cycle after snap_cleanup dropped every activation */
         unsigned cold_samples;
         struct figure plain; /* the baseline (same for every mode, kept per N) */
         bool plain_fd;       /* the baseline went through the engine's fd API */
