@@ -2098,6 +2098,31 @@ Test(snapshot, activation_reuse_checks_the_image)
         no_devices_left(r);
 }
 
+/* A snapshot removed while a container still has it mounted keeps its
+ * devices (the overlay's lowers are private clones mountinfo never shows):
+ * fsck does not call them leaked, and they go with the mount. */
+Test(snapshot, fsck_spares_devices_of_a_removed_snapshot_still_mounted)
+{
+        struct snap_root *r = open_root();
+        struct snap_fsck_report rep = {0};
+        struct util_err err = {0};
+        committed_with(r, "c1", NULL, "f1", "1");
+        size_t reused;
+        prepare(r, "a", "c1");
+        /* The root's engine: its devices carry the root's tag, which fsck
+         * looks at. */
+        const char *t = mount_key_reusing(r, "a", &reused);
+        remove_ok(r, "a");
+        expect_content(t, "f1", "1");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(rep.leaked_loops, 0, "devices in use counted as leaked");
+        cr_assert_eq(snap_fsck_problems(&rep), 0);
+        unmount(t);
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0);
+        no_devices_left(r);
+}
+
 Test(snapshot, activation_can_be_switched_off)
 {
         struct snap_root_opts o = variant_opts();
