@@ -178,7 +178,8 @@ static int snap_new(struct soak *s)
 
 /* Settled snapshots (those operations can use). What killed operations
  * left is settled at the next checkpoint, which comes early when there is
- * much of it (pending_many). */
+ * much of it (pending_many: rows, directories and leaked devices pile up
+ * meanwhile). */
 static unsigned count_live(const struct soak *s)
 {
         unsigned n = 0;
@@ -192,7 +193,7 @@ static bool pending_many(const struct soak *s)
         unsigned n = 0;
         for (size_t k = 0; k < s->n_snaps; k++)
                 n += s->snaps[k].live && s->snaps[k].pend != SOAK_PEND_NONE;
-        return n >= s->max_snaps;
+        return n >= 5 * s->max_snaps;
 }
 
 /* ---- operation slots ---- */
@@ -470,11 +471,13 @@ static bool start_prepare(struct soak *s, struct slot *sl)
         char size[32] = "";
         sl->fault = pick_fault(s, SOAK_OP_PREPARE);
         if (sl->fault && strcmp(sl->fault, "template-after-mkfs") == 0) {
-                /* A size no template exists for yet: the point is reached. */
+                /* A size no template exists for yet, above the other
+                 * sizes below: the point is reached. */
                 snprintf(size, sizeof(size), "%" PRIu64,
-                         s->writable_size + (uint64_t)(++s->templates_made) * (1u << 20));
+                         2 * s->writable_size + (uint64_t)(++s->templates_made) * (1u << 20));
         } else if (!variant_dir(s) && soak_chance(&s->rng, 5)) {
-                /* A few other sizes: concurrent first uses of a template. */
+                /* A few other sizes (1, 1.5, 2 times the default):
+                 * concurrent first uses of a template. */
                 snprintf(size, sizeof(size), "%" PRIu64,
                          s->writable_size / 2 * (2 + soak_below(&s->rng, 3)));
         }
