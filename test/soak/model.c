@@ -140,7 +140,8 @@ static int recs_hash(struct recs *rs, char ret[SOAK_HASH_MAX])
         _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = sha_new();
         if (!ctx)
                 return -ENOMEM;
-        qsort(rs->v, rs->n, sizeof(*rs->v), rec_cmp);
+        if (rs->n) /* an empty tree has no array (qsort wants one) */
+                qsort(rs->v, rs->n, sizeof(*rs->v), rec_cmp);
         for (size_t k = 0; k < rs->n; k++) {
                 const struct rec *r = &rs->v[k];
                 char head[8];
