@@ -1181,6 +1181,16 @@ static int make_work(struct soak *s, const char *dir)
         snprintf(s->mnt, sizeof(s->mnt), "%s/mnt", s->work);
         if (mkdir(s->mnt, 0755) < 0)
                 return -errno;
+        /* The loop module records every shared device in a registry
+         * (/run/loopsnap/loop-share) and deletes a record only when a later
+         * lookup finds it stale: thousands of images would leave thousands
+         * of files there. Ours lives below DIR, goes with it, and is
+         * counted at the end. The operations inherit the variable. */
+        if (!getenv("LOOPSNAP_LOOP_SHARE_DIR")) {
+                snprintf(s->share, sizeof(s->share), "%s/loop-share", s->work);
+                if (setenv("LOOPSNAP_LOOP_SHARE_DIR", s->share, 1) < 0)
+                        return -errno;
+        }
         return 0;
 }
 
@@ -1376,6 +1386,11 @@ static void report_text(struct soak *s, FILE *f)
                 "checks %u, mounts of removed snapshots unmounted %u\n",
                 v->checkpoints, v->committed, v->active, v->write_hashes, v->view_ops, v->rows,
                 v->loops, v->settled, v->integrity_runs, v->orphan_mounts);
+        if (s->share_left >= 0)
+                fprintf(f,
+                        "note: %d share-registry records left after every device was gone "
+                        "(known leak, not a failure: docs/soak.md)\n",
+                        s->share_left);
         fprintf(f, "failures: %u\n", s->n_failures_total);
         for (size_t k = 0; k < s->n_failures; k++)
                 fprintf(f, "  - %s\n", s->failures[k]);
@@ -1459,6 +1474,11 @@ static int report_json(struct soak *s)
         json_uint(g, "integrity_checks", v->integrity_runs);
         json_uint(g, "orphan_mounts_unmounted", v->orphan_mounts);
         yajl_gen_map_close(g);
+        util_json_gen_str(g, "share_records_left");
+        if (s->share_left >= 0)
+                yajl_gen_integer(g, s->share_left);
+        else
+                yajl_gen_null(g);
         json_uint(g, "failure_count", s->n_failures_total);
         util_json_gen_str(g, "failures");
         yajl_gen_array_open(g);
@@ -1565,6 +1585,7 @@ int main(int argc, char **argv)
                 .writable_size = 128u << 20,
                 .max_bytes = 12u << 20,
                 .variant = "ext4",
+                .share_left = -1,
         };
         for (size_t k = 0; k < SOAK_N_POINTS; k++)
                 s->points[k].name = point_table[k].name;

@@ -295,6 +295,10 @@ struct soak {
         char mnt[PATH_MAX + 16];  /* work/mnt: the soak's mountpoints */
         char realroot[PATH_MAX];  /* root, resolved (what sysfs and mountinfo show) */
         bool made_work;
+        /* The loop module's share registry (loop/share.c), private to the
+         * run unless LOOPSNAP_LOOP_SHARE_DIR was set: "" when not ours. */
+        char share[PATH_MAX + 16];
+        int share_left; /* records left once every device is gone; -1 not counted */
         struct soak_rng rng;
         unsigned serial;
 
