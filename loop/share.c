@@ -228,7 +228,8 @@ void loop_share_record(const struct stat *backing, const struct loop_attach_opts
 }
 
 /* A record's key back from its file name (registry_path's format). */
-static bool record_key(const char *name, struct stat *ret_backing, struct loop_attach_opts *ret_opts)
+static bool record_key(const char *name, struct stat *ret_backing,
+                       struct loop_attach_opts *ret_opts)
 {
         uint64_t dev, ino, offset, size;
         uint32_t bs;

@@ -278,11 +278,9 @@ Test(loop, share_sweep_removes_stale_records)
         struct stat live, gone;
         cr_assert_eq(stat(live_img, &live), 0);
         cr_assert_eq(stat(gone_img, &gone), 0);
-        const char *live_rec = priv_path("%s/%llx-%llx-0-0-0", reg,
-                                         (unsigned long long)live.st_dev,
+        const char *live_rec = priv_path("%s/%llx-%llx-0-0-0", reg, (unsigned long long)live.st_dev,
                                          (unsigned long long)live.st_ino);
-        const char *gone_rec = priv_path("%s/%llx-%llx-0-0-0", reg,
-                                         (unsigned long long)gone.st_dev,
+        const char *gone_rec = priv_path("%s/%llx-%llx-0-0-0", reg, (unsigned long long)gone.st_dev,
                                          (unsigned long long)gone.st_ino);
 
         struct loop_device *a = attach_ok(live_img, priv_opts(f, "w"));
