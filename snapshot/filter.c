@@ -228,6 +228,7 @@ static int parse_fieldpath(struct parser *p, struct selector *sel)
         _cleanup_free_ char *first = NULL;
         _cleanup_free_ char *label = NULL;
         size_t start = p->pos, label_len = 0;
+        char q[UTIL_PREVIEW_SIZE];
         bool more;
         int r;
 
@@ -245,9 +246,8 @@ static int parse_fieldpath(struct parser *p, struct selector *sel)
         else if (strcmp(first, "labels") == 0)
                 sel->field = FIELD_LABEL;
         else
-                return parse_fail(p, start,
-                                  "unknown field '%.64s' (name, parent, kind, labels.<key>)",
-                                  first);
+                return parse_fail(p, start, "unknown field '%s' (name, parent, kind, labels.<key>)",
+                                  util_preview(q, first, SIZE_MAX));
 
         if (sel->field != FIELD_LABEL) {
                 if (more)
