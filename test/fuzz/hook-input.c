@@ -10,7 +10,8 @@
  * the state was accepted, with the bundle pointed at the scratch bundle.
  *
  * Checks: the error contract; an accepted state has an id of 1..128 bytes
- * of [A-Za-z0-9_.+-] not starting with '.', an absolute bundle, a pid >= 0;
+ * of [A-Za-z0-9_.+-] not starting with '.', an absolute bundle without
+ * control characters (messages name it), a pid >= 0;
  * hook_stage_guess (for pid 0, where it reads nothing from /proc) names the
  * stage of a "stopped"/"created"/"creating" status and refuses others; an
  * accepted config has an absolute, resolved root path, an absolute
@@ -86,8 +87,8 @@ static void check_state(const uint8_t *data, size_t size)
         fuzz_check_err(r, &err, "hook_input_read_state");
         if (r == 0) {
                 FUZZ_CHECK(id_ok(in.id), "state id '%s' accepted", in.id);
-                FUZZ_CHECK(in.bundle && in.bundle[0] == '/', "bundle '%s' accepted",
-                           in.bundle ? in.bundle : "(null)");
+                FUZZ_CHECK(in.bundle && in.bundle[0] == '/' && fuzz_is_printable(in.bundle),
+                           "bundle '%s' accepted", in.bundle ? in.bundle : "(null)");
                 FUZZ_CHECK(in.pid >= 0, "pid %d", (int)in.pid);
                 FUZZ_CHECK(!in.stderr_file || in.stderr_file[0], "empty stderr file kept");
                 if (in.pid == 0) {
