@@ -11,12 +11,15 @@
  * JSON written from the map both parse back to the same map; idmap_format
  * refuses a buffer one byte short without touching it; idmap_map_to_host
  * agrees with a reference lookup at every range edge. For every refused
- * input: *ret untouched, the error contract (fuzz.h).
+ * input: *ret untouched, the error contract (fuzz.h). And for the JSON
+ * reader underneath (util_json_parse): what it accepts is JSON to yajl's
+ * event parser too (jsonscan.h), nested no deeper than its limit.
  */
 #include <inttypes.h>
 
 #include "idmap/idmap.h"
 #include "test/fuzz/fuzz.h"
+#include "test/fuzz/jsonscan.h"
 #include "util/json.h"
 
 /* The text of a map that fits the kernel's page: 340 ranges of 3 x 10 digits
@@ -196,6 +199,11 @@ static void fuzz_oci(const uint8_t *data, size_t size)
         fuzz_check_err(r, &err, "util_json_parse");
         if (r < 0)
                 return;
+        /* util/json.h: the default nesting limit holds for what it accepts. */
+        struct jsonscan j = jsonscan(data, size);
+        FUZZ_CHECK(j.ok, "util_json_parse accepted what yajl's event parser refuses");
+        FUZZ_CHECK(j.max <= UTIL_JSON_DEFAULT_MAX_DEPTH, "util_json_parse accepted nesting %u",
+                   j.max);
         for (size_t k = 0; k < 2; k++) {
                 yajl_val arr = find_array(root, keys[k]);
                 struct idmap_map *m = fuzz_oom(malloc(sizeof(*m)));
