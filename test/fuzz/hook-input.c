@@ -4,7 +4,8 @@
  * into the target from its source, as into loopsnap-oci-hook): the runtime
  * state JSON read from a descriptor (hook_input_read_state, here from a
  * memfd) and the bundle's config.json (hook_input_read_config, here from a
- * bundle directory made once per process, with a rootfs/ to resolve).
+ * bundle directory made once per process in /dev/shm or /tmp, with a
+ * rootfs/ to resolve).
  * The input is STATE, or STATE NUL CONFIG: both JSON readers refuse a NUL
  * byte, so it cannot be part of either. The config is read whether or not
  * the state was accepted, with the bundle pointed at the scratch bundle.
@@ -46,8 +47,12 @@ static const char *bundle_dir(void)
 
         if (bundle[0])
                 return bundle;
-        snprintf(bundle, sizeof(bundle), "/tmp/loopsnap-fuzz-hook.XXXXXX");
-        FUZZ_CHECK(mkdtemp(bundle) != NULL, "mkdtemp: %s", strerror(errno));
+        /* tmpfs when there is one: config.json is rewritten on every run. */
+        snprintf(bundle, sizeof(bundle), "/dev/shm/loopsnap-fuzz-hook.XXXXXX");
+        if (!mkdtemp(bundle)) {
+                snprintf(bundle, sizeof(bundle), "/tmp/loopsnap-fuzz-hook.XXXXXX");
+                FUZZ_CHECK(mkdtemp(bundle) != NULL, "mkdtemp: %s", strerror(errno));
+        }
         snprintf(path, sizeof(path), "%s/rootfs", bundle);
         FUZZ_CHECK(mkdir(path, 0755) == 0, "mkdir %s: %s", path, strerror(errno));
         atexit(bundle_remove);

@@ -90,9 +90,9 @@ for t in "${targets[@]}"; do
         "$build/fuzz/fuzz-$t" "${args[@]}" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
         elapsed=$((SECONDS - start))
 
-        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
-        rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log" | tail -1)
-        last=$(grep -E '^#[0-9]+.*cov: ' "$dir/log" | tail -1 || true)
+        execs=$(grep -a '^stat::number_of_executed_units:' "$dir/log" | tail -1 | tr -dc 0-9)
+        rate=$(grep -a '^stat::average_exec_per_sec:' "$dir/log" | tail -1 | tr -dc 0-9)
+        last=$(grep -a -E '^#[0-9]+.*cov: ' "$dir/log" | tail -1 || true)
         cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
         ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
         crashes=$(find "$dir/crashes" -type f | wc -l)
@@ -111,7 +111,7 @@ for t in "${targets[@]}"; do
         summary+=("$line")
         echo "$line"
         if ((crashes > 0)); then
-                grep -E 'ERROR: |invariant failed|runtime error|SUMMARY' "$dir/log" | head -5 || true
+                grep -a -E 'ERROR: |invariant failed|runtime error|SUMMARY' "$dir/log" | head -5 || true
                 for f in "$dir"/crashes/*; do
                         [[ -e $f ]] && echo "   input: $f (reproduce: $build/fuzz/fuzz-$t $f)"
                 done
