@@ -5,7 +5,7 @@
 #
 # Builds the libFuzzer targets with clang (ASan+UBSan) in build-fuzz/ and
 # runs each for SECONDS_PER_TARGET seconds (default 600), one after the
-# other, each on a fresh working corpus copied from its seeds
+# other (or LOOPSNAP_FUZZ_PARALLEL at a time), each on a fresh working corpus copied from its seeds
 # (test/fuzz/corpus/<target>/) and regression inputs
 # (test/fuzz/regressions/<target>/); the committed files are never written.
 # TARGETs are names such as mount-spec (default: every target with a seed
@@ -17,7 +17,8 @@
 #
 # Environment: LOOPSNAP_FUZZ_OUT (default /var/tmp/loopsnap-fuzz.<time>)
 # for the working corpora, logs and crashing inputs; LOOPSNAP_FUZZ_JOBS for
-# the build's parallelism (default 2).
+# the build's parallelism (default 2); LOOPSNAP_FUZZ_PARALLEL for how many
+# targets run at once (default 1).
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -72,19 +73,18 @@ echo "== ${secs}s per target; working corpora, logs and crashing inputs in $out"
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1:symbolize=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:report_error_type=1
 
-total_execs=0 total_crashes=0
-summary=()
-for t in "${targets[@]}"; do
-        dir=$out/$t
+# run_one TARGET: one target for $secs seconds; its summary line goes to
+# $out/TARGET/summary, its report to standard output when it is done.
+run_one() {
+        local t=$1 dir=$out/$1 rc=0 start elapsed execs rate last cov ft crashes line report
         rm -rf "$dir"
         mkdir -p "$dir/corpus" "$dir/crashes"
         cp -r "$fuzz/corpus/$t/." "$dir/corpus/"
         [[ -d $fuzz/regressions/$t ]] && cp -r "$fuzz/regressions/$t/." "$dir/corpus/"
-        args=(-max_total_time="$secs" -print_final_stats=1 -timeout=25 -rss_limit_mb=2048
+        local args=(-max_total_time="$secs" -print_final_stats=1 -timeout=25 -rss_limit_mb=2048
                 -artifact_prefix="$dir/crashes/")
         [[ -f $fuzz/dict/$t.dict ]] && args+=(-dict="$fuzz/dict/$t.dict")
         echo "== fuzz-$t: $build/fuzz/fuzz-$t ${args[*]} $dir/corpus"
-        rc=0
         start=$SECONDS
         # The working corpus comes first: libFuzzer adds new inputs to it.
         "$build/fuzz/fuzz-$t" "${args[@]}" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
@@ -104,19 +104,45 @@ for t in "${targets[@]}"; do
         if ((rate == 0 && elapsed > 0)); then
                 rate=$((execs / elapsed))
         fi
+        line=$(printf '%-12s execs %10s  exec/s %7s  cov %5s  ft %6s  crashes %s  (%ss)' \
+                "$t" "$execs" "$rate" "$cov" "$ft" "$crashes" "$elapsed")
+        echo "$line" >"$dir/summary"
+        echo "$execs $crashes" >"$dir/counts"
+        report=$line
+        if ((crashes > 0)); then
+                report+=$'\n'$(grep -a -E 'ERROR: |invariant failed|runtime error|SUMMARY' "$dir/log" | head -5 || true)
+                for f in "$dir"/crashes/*; do
+                        [[ -e $f ]] && report+=$'\n'"   input: $f (reproduce: $build/fuzz/fuzz-$t $f)"
+                done
+                report+=$'\n'"   log: $dir/log"
+        fi
+        echo "$report"
+}
+
+# LOOPSNAP_FUZZ_PARALLEL targets at a time (default 1: one after the other).
+parallel=${LOOPSNAP_FUZZ_PARALLEL:-1}
+if ! [[ $parallel =~ ^[0-9]+$ ]] || ((parallel == 0)); then
+        echo "LOOPSNAP_FUZZ_PARALLEL='$parallel': expected a number >= 1" >&2
+        exit 2
+fi
+running=0
+for t in "${targets[@]}"; do
+        if ((running >= parallel)); then
+                wait -n || true
+                running=$((running - 1))
+        fi
+        run_one "$t" &
+        running=$((running + 1))
+done
+wait || true
+
+total_execs=0 total_crashes=0
+summary=()
+for t in "${targets[@]}"; do
+        read -r execs crashes <"$out/$t/counts" || { execs=0; crashes=1; }
+        summary+=("$(cat "$out/$t/summary" 2>/dev/null || echo "$t: no result")")
         total_execs=$((total_execs + execs))
         total_crashes=$((total_crashes + crashes))
-        line=$(printf '%-12s execs %10s  exec/s %7s  cov %5s  ft %6s  crashes %s' \
-                "$t" "$execs" "$rate" "$cov" "$ft" "$crashes")
-        summary+=("$line")
-        echo "$line"
-        if ((crashes > 0)); then
-                grep -a -E 'ERROR: |invariant failed|runtime error|SUMMARY' "$dir/log" | head -5 || true
-                for f in "$dir"/crashes/*; do
-                        [[ -e $f ]] && echo "   input: $f (reproduce: $build/fuzz/fuzz-$t $f)"
-                done
-                echo "   log: $dir/log"
-        fi
 done
 
 echo "== summary (${secs}s per target)"
