@@ -179,6 +179,17 @@ int loop_tag_parse(const char *tag, char *ret_owner, size_t owner_size, char *re
  * Returns: 0 or -EINVAL with `err` naming the bad combination. */
 int loop_attach_opts_check(const struct loop_attach_opts *opts, struct util_err *err);
 
+/*
+ * loop_share_sweep: remove the records of the shared-device registry
+ * (/run/loopsnap/loop-share, or LOOPSNAP_LOOP_SHARE_DIR) whose device is
+ * gone or bound to something else, and temporary records of writers that
+ * died. Records are written when a shared device is bound and only a later
+ * lookup of the same image would notice one is stale, so without a sweep
+ * they pile up. Holds the /dev/loop-control lock while it works. Returns 0
+ * (with the count in *ret_removed, may be NULL) or -errno with `err`.
+ */
+int loop_share_sweep(size_t *ret_removed, struct util_err *err);
+
 /* What the loop module found out about the kernel (for `snapctl doctor`):
  * 1 yes, 0 no, -1 not probed yet. */
 int loop_feature_configure(void);

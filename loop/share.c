@@ -34,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -223,4 +225,96 @@ void loop_share_record(const struct stat *backing, const struct loop_attach_opts
                 util_debug(UTIL_DBG_LOOP, "share record '%s': %s", path, strerror(errno));
                 (void)unlink(tmp);
         }
+}
+
+/* A record's key back from its file name (registry_path's format). */
+static bool record_key(const char *name, struct stat *ret_backing,
+                       struct loop_attach_opts *ret_opts)
+{
+        uint64_t dev, ino, offset, size;
+        uint32_t bs;
+        int end = 0;
+
+        if (sscanf(name, "%" SCNx64 "-%" SCNx64 "-%" SCNx64 "-%" SCNx64 "-%" SCNx32 "%n", &dev,
+                   &ino, &offset, &size, &bs, &end) != 5 ||
+            name[end] != '\0')
+                return false;
+        memset(ret_backing, 0, sizeof(*ret_backing));
+        ret_backing->st_dev = (dev_t)dev;
+        ret_backing->st_ino = (ino_t)ino;
+        memset(ret_opts, 0, sizeof(*ret_opts));
+        ret_opts->offset = offset;
+        ret_opts->size_limit = size;
+        ret_opts->block_size = bs;
+        return true;
+}
+
+/* Whether record file `name` in `dir_fd` still names a live shared device. */
+static bool record_is_live(int dir_fd, const char *name)
+{
+        struct loop_attach_opts opts;
+        struct loop_device d;
+        struct stat backing;
+        char buf[64];
+        int nr;
+        uint64_t seq;
+
+        if (!record_key(name, &backing, &opts))
+                return true; /* not a record: not ours to judge */
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno != ENOENT;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        if (sscanf(buf, "%d %" SCNu64, &nr, &seq) != 2 || nr < 0)
+                return false;
+        if (share_open_verified(nr, &backing, &opts, seq, &d) < 0)
+                return false;
+        close(d.fd);
+        return true;
+}
+
+int loop_share_sweep(size_t *ret_removed, struct util_err *err)
+{
+        const char *dir = registry_dir();
+        _cleanup_close_ int ctl = -EBADF;
+        size_t removed = 0;
+        int r;
+
+        if (ret_removed)
+                *ret_removed = 0;
+        if (!dir)
+                return 0;
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : util_err_set(err, errno, "open '%s'", dir);
+        /* Under the lock attaches write records under: a record judged
+         * stale cannot be replaced by a fresh one before it is unlinked. */
+        if ((r = loop_control_open(&ctl, err)) < 0 ||
+            (r = loop_fd_lock(ctl, LOCK_EX, "/dev/loop-control", err)) < 0)
+                return r;
+        struct dirent *de;
+        while ((errno = 0, de = readdir(d))) {
+                const char *name = de->d_name;
+                bool stale;
+                if (name[0] == '.')
+                        continue;
+                const char *tmp = strstr(name, ".new-");
+                if (tmp) {
+                        /* A writer that died between write and rename. */
+                        long pid = strtol(tmp + 5, NULL, 10);
+                        stale = pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+                } else {
+                        stale = !record_is_live(dirfd(d), name);
+                }
+                if (stale && unlinkat(dirfd(d), name, 0) == 0)
+                        removed++;
+        }
+        (void)flock(ctl, LOCK_UN);
+        util_debug(UTIL_DBG_LOOP, "share registry '%s': %zu stale records removed", dir, removed);
+        if (ret_removed)
+                *ret_removed = removed;
+        return 0;
 }

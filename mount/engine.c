@@ -37,6 +37,10 @@ int mount_engine_new(const struct mount_engine_opts *o, struct mount_engine **re
         if (api == MOUNT_API_AUTO)
                 api = mount_api_probe();
         e->api = api;
+        if (o && o->reuse && api != MOUNT_API_LEGACY) {
+                e->reuse = o->reuse;
+                e->reuse_data = o->reuse_data;
+        }
         e->loop_owner = strdup(o && o->loop_owner ? o->loop_owner : "mount");
         e->scratch_dir = strdup(o && o->scratch_dir ? o->scratch_dir : "/run/loopsnap");
         if (!e->loop_owner || !e->scratch_dir)
@@ -63,6 +67,11 @@ struct mount_engine *mount_engine_free(struct mount_engine *e)
 enum mount_api mount_engine_api(const struct mount_engine *e)
 {
         return e->api;
+}
+
+size_t mount_engine_reused(const struct mount_engine *e)
+{
+        return __atomic_load_n(&e->reused, __ATOMIC_RELAXED);
 }
 
 size_t mount_engine_userns_cached(const struct mount_engine *e)

@@ -74,6 +74,9 @@ struct mount_engine {
         char *loop_owner;
         char *scratch_dir;
         struct idmap_cache *userns;
+        int (*reuse)(void *data, const char *type, const char *source, int *ret_fd);
+        void *reuse_data;
+        size_t reused; /* atomic */
 };
 
 /* Applies entry `i` of `spec`: overlay.c. `done[0..i-1]` are the earlier

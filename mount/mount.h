@@ -61,6 +61,18 @@ struct mount_engine_opts {
         const char *scratch_dir;
         /* MOUNT_API_AUTO = LOOPSNAP_MOUNT_API, else probe. */
         enum mount_api api;
+        /*
+         * Optional, new mount API only: for a read-only loop mount of image
+         * `source` as `type`, an existing mount of exactly that filesystem
+         * to clone instead of binding a device and mounting it again. The
+         * callback returns 1 with a detached clone (open_tree) in *ret_fd,
+         * or 0 when it has none (the engine then mounts as usual). It must
+         * verify what it hands out: the spec stays the only truth, a cache
+         * only saves time. The engine applies the spec's per-mount flags
+         * and id mapping to the clone.
+         */
+        int (*reuse)(void *data, const char *type, const char *source, int *ret_fd);
+        void *reuse_data;
 };
 
 struct mount_engine;
@@ -76,6 +88,9 @@ UTIL_DEFINE_FREE_FUNC(struct mount_engine, mount_engine_free)
 enum mount_api mount_engine_api(const struct mount_engine *e);
 /* How many user namespaces the engine has cached. */
 size_t mount_engine_userns_cached(const struct mount_engine *e);
+/* How many mounts the engine made by cloning what mount_engine_opts.reuse
+ * handed out (instead of attaching and mounting). */
+size_t mount_engine_reused(const struct mount_engine *e);
 
 /*
  * mount_engine_apply: apply `spec`.

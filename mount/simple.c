@@ -324,6 +324,48 @@ fail:
         return util_err_prefix(err, "%s: %s on '%s'", what, type, source ? source : "");
 }
 
+/*
+ * A read-only loop image that is already mounted somewhere the engine's
+ * owner vouches for (mount_engine_opts.reuse): clone that mount and give the
+ * clone the spec's per-mount flags and id mapping. The kernel would have
+ * joined the same superblock anyway (one bdev, one superblock), so the
+ * result is the mount a fresh attach would have made, minus the device
+ * lookup and the fs context. Returns 1 when done, 0 when there is nothing
+ * to reuse, or -errno.
+ */
+static int reuse_mount(struct mount_engine *e, const char *type, const char *source,
+                       const struct mount_opts *o, const char *what, const char *where,
+                       struct mount_applied *out, struct util_err *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+
+        if (e->reuse(e->reuse_data, type, source, &fd) <= 0 || fd < 0)
+                return 0;
+        struct mount_attr attr = {.attr_set = mount_flags_to_attr(o->flags)};
+        if (o->flags & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME))
+                attr.attr_clr |= MOUNT_ATTR__ATIME;
+        if (mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+                return util_err_set(err, errno, "%s: set mount attributes on a clone of '%s'", what,
+                                    source);
+        if (o->uidmap || o->gidmap) {
+                int ns;
+                int r = mount_userns_for(e, o, what, &ns, err);
+                if (r < 0)
+                        return r;
+                if ((r = idmap_mount_apply(fd, ns, false, err)) < 0)
+                        return util_err_prefix(err, "%s", what);
+        }
+        if (where) {
+                int r = mount_move_to(fd, where, err);
+                if (r < 0)
+                        return util_err_prefix(err, "%s", what);
+        }
+        util_debug(UTIL_DBG_MOUNT, "%s: reused a mount of '%s'", what, source);
+        __atomic_fetch_add(&e->reused, 1, __ATOMIC_RELAXED);
+        out->fd = TAKE_FD(fd);
+        return 1;
+}
+
 static int fs_legacy(const char *type, const char *source, const struct mount_opts *o,
                      bool add_noload, const char *what, const char *where, struct util_err *err)
 {
@@ -526,6 +568,11 @@ int mount_simple_apply(struct mount_engine *e, const struct mount_spec *spec, si
 
         const char *source = s.path;
         bool ro = o->flags & MS_RDONLY;
+        if (o->loop && ro && e->reuse && s.fd < 0 && source) {
+                r = reuse_mount(e, m->type, source, o, what, where, out, err);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
         if (o->loop) {
                 struct loop_attach_opts lo = {
                         .flags = ro ? LOOP_ATTACH_READ_ONLY | LOOP_ATTACH_SHARED : 0,

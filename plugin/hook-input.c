@@ -63,6 +63,15 @@ static int read_all(int fd, size_t max, char **ret, size_t *ret_len)
         return 0;
 }
 
+/* Whether `s` holds a C0 control character or DEL. */
+static bool has_control(const char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return true;
+        return false;
+}
+
 static int id_check(const char *id, struct util_err *err)
 {
         char p[UTIL_PREVIEW_SIZE];
@@ -105,6 +114,7 @@ int hook_input_read_state(int fd, struct hook_input *in, struct util_err *err)
         _cleanup_json_ yajl_val root = NULL;
         _cleanup_free_ char *text = NULL;
         const char *id = NULL, *bundle = NULL, *errfile = NULL;
+        char p[UTIL_PREVIEW_SIZE];
         size_t len = 0;
         int r;
 
@@ -154,9 +164,13 @@ int hook_input_read_state(int fd, struct hook_input *in, struct util_err *err)
         r = util_json_string(util_json_get(root, "bundle", false), "state: bundle", &bundle, err);
         if (r < 0)
                 return r;
-        if (bundle[0] != '/')
-                return util_err_setx(err, EINVAL, "state: bundle '%s': expected an absolute path",
-                                     bundle);
+        /* The bundle is a path every later message names (config.json's):
+         * a control character in it is refused here, once. */
+        if (bundle[0] != '/' || has_control(bundle))
+                return util_err_setx(err, EINVAL,
+                                     "state: bundle '%s': expected an absolute path without "
+                                     "control characters",
+                                     util_preview(p, bundle, SIZE_MAX));
         return dup_to(&in->bundle, bundle, err);
 }
 
@@ -172,6 +186,8 @@ static int ann_get(yajl_val ann, const char *key, const char **ret, struct util_
 static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err)
 {
         const char *root = NULL, *parent = NULL, *key = NULL, *keep = NULL, *size = NULL;
+        const char *cache = NULL;
+        char p[UTIL_PREVIEW_SIZE];
         int r;
 
         if (ann && !YAJL_IS_OBJECT(ann))
@@ -186,13 +202,14 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
             (r = ann_get(ann, HOOK_ANN_PARENT, &parent, err)) < 0 ||
             (r = ann_get(ann, HOOK_ANN_KEY, &key, err)) < 0 ||
             (r = ann_get(ann, HOOK_ANN_KEEP, &keep, err)) < 0 ||
-            (r = ann_get(ann, HOOK_ANN_SIZE, &size, err)) < 0)
+            (r = ann_get(ann, HOOK_ANN_SIZE, &size, err)) < 0 ||
+            (r = ann_get(ann, HOOK_ANN_CACHE, &cache, err)) < 0)
                 return r;
         if (root && root[0] != '/')
                 return util_err_setx(err, EINVAL,
                                      "config.json: annotations \"%s\": '%s' is not an absolute "
                                      "path",
-                                     HOOK_ANN_ROOT, root);
+                                     HOOK_ANN_ROOT, util_preview(p, root, SIZE_MAX));
         if ((r = dup_to(&in->snap_root, root ? root : SNAP_DEFAULT_ROOT, err)) < 0)
                 return r;
         if (parent && !*parent)
@@ -209,13 +226,19 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
                 return util_err_setx(err, EINVAL,
                                      "config.json: annotations \"%s\": '%s': expected true or "
                                      "false",
-                                     HOOK_ANN_KEEP, keep);
+                                     HOOK_ANN_KEEP, util_preview(p, keep, SIZE_MAX));
         in->keep = keep && strcmp(keep, "true") == 0;
+        if (cache && strcmp(cache, "true") != 0 && strcmp(cache, "false") != 0)
+                return util_err_setx(err, EINVAL,
+                                     "config.json: annotations \"%s\": '%s': expected true or "
+                                     "false",
+                                     HOOK_ANN_CACHE, util_preview(p, cache, SIZE_MAX));
+        in->no_cache = cache && strcmp(cache, "false") == 0;
         if (size && (util_parse_size(size, &in->size) < 0 || in->size == 0))
                 return util_err_setx(err, EINVAL,
                                      "config.json: annotations \"%s\": '%s': expected a size "
                                      "such as 64M or 10G",
-                                     HOOK_ANN_SIZE, size);
+                                     HOOK_ANN_SIZE, util_preview(p, size, SIZE_MAX));
         return 0;
 }
 
@@ -249,6 +272,7 @@ int hook_input_read_config(struct hook_input *in, struct util_err *err)
         _cleanup_free_ char *path = NULL, *text = NULL, *rp = NULL;
         _cleanup_close_ int fd = -EBADF;
         const char *rootpath = NULL;
+        char p[UTIL_PREVIEW_SIZE];
         struct stat st;
         size_t len = 0;
         int r;
@@ -297,7 +321,8 @@ int hook_input_read_config(struct hook_input *in, struct util_err *err)
         }
         rp = realpath(joined ? joined : rootpath, NULL);
         if (!rp)
-                return util_err_set(err, errno, "config.json: root.path '%s'", rootpath);
+                return util_err_set(err, errno, "config.json: root.path '%s'",
+                                    util_preview(p, rootpath, SIZE_MAX));
         free(in->root_path);
         in->root_path = TAKE_PTR(rp);
 
@@ -315,7 +340,7 @@ int hook_input_read_config(struct hook_input *in, struct util_err *err)
 
 int hook_stage_guess(const struct hook_input *in, const char **ret, struct util_err *err)
 {
-        char self[64] = "", init[64] = "", path[64];
+        char self[64] = "", init[64] = "", path[64], p[UTIL_PREVIEW_SIZE];
 
         if (strcmp(in->status, "stopped") == 0) {
                 *ret = "poststop";
@@ -325,7 +350,7 @@ int hook_stage_guess(const struct hook_input *in, const char **ret, struct util_
                 return util_err_setx(err, EINVAL,
                                      "auto: status '%s' is not a stage of this hook (register it "
                                      "for createRuntime, createContainer and poststop)",
-                                     in->status);
+                                     util_preview(p, in->status, SIZE_MAX));
         /* crun gives createContainer pid 0; runtimes that give the init's
          * pid run createContainer in its mount namespace, createRuntime in
          * the runtime's. */

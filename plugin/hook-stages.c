@@ -175,15 +175,19 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
          * attach (see below). */
         _cleanup_close_ int image_fd = -EBADF;
         _cleanup_close_ int tree = -EBADF, ns = -EBADF;
-        struct snap_root_opts ro = {.path = in->snap_root, .no_activation_cache = true};
+        struct snap_root_opts ro = {.path = in->snap_root, .no_activation_cache = in->no_cache};
         struct snap_info info = {0};
         char nspath[64], loop_id[32], size[32];
         int rc;
 
         if (!point)
                 return util_err_set(err, ENOMEM, "createRuntime");
-        /* The activation cache stays off: it would keep the layers mounted
-         * in the host's namespace, and nothing of a container should be. */
+        /* With the activation cache (the default), a prepare keeps the
+         * parent's committed layers mounted read-only at <root>/m/<id> in
+         * the host's namespace: they belong to the layers, not to this
+         * container (the next container on the same image clones them),
+         * and go with `snapctl cleanup` or the layer's removal. Annotation
+         * io.loopsnap.activation-cache=false: nothing stays mounted. */
         if ((rc = snap_root_open(&ro, &r, err)) < 0)
                 return rc;
 
@@ -268,7 +272,8 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
         if ((rc = hook_entry_write(e, err)) < 0)
                 return rc;
 
-        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(r)};
+        struct mount_engine_opts eo;
+        snap_root_engine_opts(r, &eo);
         if ((rc = mount_engine_new(&eo, &eng, err)) < 0)
                 return rc;
         rc = mount_engine_apply(eng, spec, NULL, loop_id, &tree, err);

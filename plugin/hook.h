@@ -46,6 +46,7 @@
 #define HOOK_ANN_KEY    "io.loopsnap.key"
 #define HOOK_ANN_KEEP   "io.loopsnap.keep-after-stop"
 #define HOOK_ANN_SIZE   "io.loopsnap.writable-size"
+#define HOOK_ANN_CACHE  "io.loopsnap.activation-cache"
 /* crun opens this file as the hook's stderr; other runtimes do not. */
 #define HOOK_ANN_STDERR "run.oci.hooks.stderr"
 
@@ -70,6 +71,7 @@ struct hook_input {
         char *parent;    /* annotation; NULL: none */
         char *key;       /* annotation or the container id */
         bool keep;       /* annotation keep-after-stop */
+        bool no_cache;   /* annotation activation-cache "false" */
         uint64_t size;   /* annotation writable-size; 0: the root's default */
         char *uidmap;    /* linux.uidMappings as "c:h:s,..."; NULL: none */
         char *gidmap;

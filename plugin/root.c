@@ -94,10 +94,15 @@ static int root_open(const struct loopsnap_root_opts *o, struct loopsnap_root **
         rc = snap_root_open(&so, &h->r, e);
         if (rc < 0)
                 return rc;
-        /* The engine's scratch directory stays the default (/run/loopsnap),
-         * outside the root: fsck counts mounts under <root>/tmp as leftovers
-         * of crashed commits. */
-        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(h->r)};
+        /* mount_apply's engine: the root's tag owner and activation reuse
+         * (snap_root_engine_opts), and the default scratch directory,
+         * /run/loopsnap, outside the root: fsck counts mounts under
+         * <root>/tmp as leftovers of crashed commits and applies, and a
+         * host's mount_apply holds no root lock. (The snapshotter's own
+         * engine, made by snap_root_open, uses <root>/tmp: it mounts there
+         * only with the root lock held shared.) */
+        struct mount_engine_opts eo;
+        snap_root_engine_opts(h->r, &eo);
         rc = mount_engine_new(&eo, &h->engine, e);
         if (rc < 0)
                 return util_err_prefix(e, "open root '%s'", snap_root_path(h->r));

@@ -18,11 +18,16 @@
  * again under the lock, so two processes never stack two mounts on m/<id>.
  */
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
 
 #include "snapshot/snapshot-internal.h"
 
@@ -119,4 +124,90 @@ int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err)
         if (rmdir(point) < 0 && errno != ENOENT)
                 return util_err_set(err, errno, "remove '%s'", point);
         return was;
+}
+
+/* The superblock magic of a committed layer's filesystem, or 0. */
+static unsigned long fs_magic(const char *type)
+{
+        if (strcmp(type, "ext4") == 0)
+                return 0xEF53;
+        if (strcmp(type, "erofs") == 0)
+                return 0xE0F5E1E2;
+        if (strcmp(type, "xfs") == 0)
+                return 0x58465342;
+        return 0;
+}
+
+/* The id of committed layer image `source` of root `r` ("<root>/snapshots/
+ * <id>/<image name>"), or -1. */
+static int64_t layer_id_of(const struct snap_root *r, const char *source)
+{
+        size_t rl = strlen(r->path);
+        static const char dir[] = "/snapshots/";
+
+        if (strncmp(source, r->path, rl) != 0 || strncmp(source + rl, dir, sizeof(dir) - 1) != 0)
+                return -1;
+        const char *p = source + rl + sizeof(dir) - 1;
+        char *end;
+        errno = 0;
+        long long id = strtoll(p, &end, 10);
+        if (errno || end == p || *end != '/' || id <= 0)
+                return -1;
+        _cleanup_free_ char *img = snap_layer_image(r, id);
+        return img && strcmp(img, source) == 0 ? (int64_t)id : -1;
+}
+
+/*
+ * mount_engine_opts.reuse for this root's engines: when `source` is the
+ * image of committed layer <id> and m/<id> is a mount of exactly that image,
+ * a detached clone of it. "Exactly": the clone's filesystem has the
+ * layer's type, lives on a loop device, and the kernel says that device's
+ * backing file is `source` (same st_dev and st_ino). A foreign or stale
+ * mount at m/<id> fails a check and the engine mounts the image itself.
+ */
+static int activation_reuse(void *data, const char *type, const char *source, int *ret_fd)
+{
+        struct snap_root *r = data;
+        unsigned long magic = fs_magic(type);
+        int64_t id = layer_id_of(r, source);
+        char point[PATH_MAX], sys[96], backing[PATH_MAX];
+        struct statx stx;
+        struct statfs sf;
+        struct stat want, got;
+
+        if (id < 0 || magic == 0 || strcmp(type, snap_committed_type(r)) != 0)
+                return 0;
+        if (snprintf(point, sizeof(point), "%s/m/%" PRId64, r->path, id) >= (int)sizeof(point))
+                return 0;
+        if (!is_mount_root(point))
+                return 0;
+        _cleanup_close_ int fd = open_tree(
+                AT_FDCWD, point, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+        if (fd < 0)
+                return 0;
+        /* The device and type are checked on the clone itself: what is
+         * checked is what is used (had m/<id> been unmounted since, the
+         * clone is of the directory, on the host's device, and fails). */
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) < 0 || fstatfs(fd, &sf) < 0 ||
+            (unsigned long)sf.f_type != magic)
+                return 0;
+        snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/loop/backing_file", stx.stx_dev_major,
+                 stx.stx_dev_minor);
+        if (util_read_small_file(sys, backing, sizeof(backing)) < 0)
+                return 0;
+        backing[strcspn(backing, "\n")] = 0;
+        if (stat(source, &want) < 0 || stat(backing, &got) < 0 || want.st_dev != got.st_dev ||
+            want.st_ino != got.st_ino)
+                return 0;
+        *ret_fd = TAKE_FD(fd);
+        return 1;
+}
+
+void snap_root_engine_opts(struct snap_root *r, struct mount_engine_opts *o)
+{
+        *o = (struct mount_engine_opts){
+                .loop_owner = r->owner,
+                .reuse = r->layout == SNAP_LAYOUT_OVERLAY ? activation_reuse : NULL,
+                .reuse_data = r,
+        };
 }

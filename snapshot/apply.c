@@ -303,7 +303,7 @@ static int mount_layer(struct snap_root *r, const struct snap_info *info, const 
                        struct jail *j, struct util_err *err)
 {
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
-        const char *opts[] = {"rw", "loop", strcmp(r->writable_fs, "xfs") ? NULL : "nouuid", NULL};
+        const char *opts[] = {"rw", "loop", snap_fs_option(r->writable_fs, true), NULL};
         char tagid[40];
         int rc;
 

@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "loop/loop.h"
 #include "snapshot/snapshot-internal.h"
 
 UTIL_DEFINE_FREE_FUNC(DIR, closedir)
@@ -236,5 +237,10 @@ int snap_cleanup(struct snap_root *r, struct util_err *err)
                 snap_info_list_free(rows, n_rows);
         }
         (void)flock(r->lock_fd, LOCK_UN);
+        /* Not this root's alone (the registry is the host's), so not counted;
+         * best effort: a stale record only costs a lookup. */
+        struct util_err e2 = {0};
+        if (rc >= 0 && loop_share_sweep(NULL, &e2) < 0)
+                util_debug(UTIL_DBG_SNAP, "cleanup: %s", e2.msg);
         return rc < 0 ? util_err_prefix(err, "cleanup '%s'", r->path) : total;
 }

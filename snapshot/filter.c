@@ -26,7 +26,9 @@
  * parent); "!=" compares the value, a missing label counting as "" — so
  * labels.x!=y matches snapshots without label x; "~=" matches the value (""
  * when missing) against a POSIX extended regex compiled once at parse time
- * (containerd uses Go's RE2; simple expressions behave the same).
+ * (containerd uses Go's RE2; simple expressions behave the same), after a
+ * check of what it would cost (regex_check: no back-references, bounded
+ * counts, nesting and expanded size).
  *
  * Walk reads every row into memory before the first callback, so the
  * callback may call back into the store (Stat inside Walk) with no read
@@ -228,6 +230,7 @@ static int parse_fieldpath(struct parser *p, struct selector *sel)
         _cleanup_free_ char *first = NULL;
         _cleanup_free_ char *label = NULL;
         size_t start = p->pos, label_len = 0;
+        char q[UTIL_PREVIEW_SIZE];
         bool more;
         int r;
 
@@ -248,9 +251,8 @@ static int parse_fieldpath(struct parser *p, struct selector *sel)
         else if (strcmp(first, "labels") == 0)
                 sel->field = FIELD_LABEL;
         else
-                return parse_fail(p, start,
-                                  "unknown field '%.64s' (name, parent, kind, labels.<key>)",
-                                  first);
+                return parse_fail(p, start, "unknown field '%s' (name, parent, kind, labels.<key>)",
+                                  util_preview(q, first, SIZE_MAX));
 
         if (sel->field != FIELD_LABEL) {
                 if (more)
@@ -279,6 +281,176 @@ static int parse_fieldpath(struct parser *p, struct selector *sel)
                 label = l;
         }
         sel->label = TAKE_PTR(label);
+        return 0;
+}
+
+/*
+ * What a regular expression may cost, checked before regcomp. glibc's
+ * regcomp builds its tree by copying the operand of a repetition ("x+" is
+ * "xx*", "x{0,m}" m nested copies of x), so nested repetitions multiply:
+ * "b" and 30 '+' take 2^30 nodes, "a{0,32767}" (ten bytes) took 3.9 GB
+ * here; its parser recurses once per group, so 100000 nested groups
+ * overflow the stack; and back-references make regexec exponential in the
+ * value's length ("(a*)*\1b" on 200 characters took 6 s). A walk filter
+ * comes from a client, so all three are bounded: back-references are
+ * refused (containerd's RE2 has none), counts are at most REGEX_DUP_MAX (as
+ * in RE2), groups nest at most REGEX_DEPTH_MAX deep, and the tree, every
+ * copy counted, has at most REGEX_BUDGET nodes (the worst shapes within it
+ * took 30 MB and 30 ms). The count is an upper bound of glibc's: a syntax
+ * error is left to regcomp to report.
+ */
+#define REGEX_DUP_MAX   1000u
+#define REGEX_DEPTH_MAX 100u
+#define REGEX_BUDGET    2048u
+
+/* Reads the digits at re[*j] into *ret (0 when there are none). Returns
+ * false for a number over REGEX_DUP_MAX. */
+static bool regex_count(const char *re, size_t *j, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        for (; re[*j] >= '0' && re[*j] <= '9'; (*j)++)
+                if ((v = v * 10 + (uint64_t)(re[*j] - '0')) > REGEX_DUP_MAX)
+                        return false;
+        *ret = v;
+        return true;
+}
+
+/* The size of `unit` repeated by the operator at re[*i] ('*', '+', '?' or
+ * a count "{n}", "{n,}", "{n,m}", "{,m}"), with *i moved past it; 0 when
+ * re[*i] is not an operator ('{' that does not form a count is a literal).
+ * -1: a count over REGEX_DUP_MAX. */
+static int64_t regex_repeat(const char *re, size_t *i, uint64_t unit)
+{
+        uint64_t n = 0, m = 0;
+        size_t j = *i + 1;
+
+        switch (re[*i]) {
+        case '*':
+        case '?':
+                (*i)++;
+                return (int64_t)(unit + 1);
+        case '+':
+                (*i)++;
+                return (int64_t)(2 * unit + 1);
+        case '{':
+                break;
+        default:
+                return 0;
+        }
+        size_t digits = j;
+        if (!regex_count(re, &j, &n))
+                return -1;
+        m = n;
+        if (re[j] == ',') {
+                j++;
+                size_t mdigits = j;
+                if (!regex_count(re, &j, &m))
+                        return -1;
+                if (j == mdigits)
+                        m = n + 1; /* "{n,}": n copies and a star */
+        } else if (j == digits) {
+                return 0;
+        }
+        if (re[j] != '}')
+                return 0;
+        *i = j + 1;
+        return (int64_t)((n > m ? n : m) + 1) * (int64_t)unit + 1;
+}
+
+static int regex_check(struct parser *p, size_t pos, const char *re)
+{
+        /* Per open group: nodes so far, and the last piece (what a
+         * repetition applies to; 0 when there is none). */
+        struct {
+                uint64_t total, last;
+        } lv[REGEX_DEPTH_MAX + 1] = {{0, 0}};
+        size_t depth = 0, i = 0;
+
+        while (re[i]) {
+                uint64_t piece = 1;
+                char c = re[i];
+
+                if (c == '\\' && re[i + 1] >= '1' && re[i + 1] <= '9')
+                        return parse_fail(p, pos,
+                                          "back-references ('\\%c') are not supported in a "
+                                          "regular expression",
+                                          re[i + 1]);
+                if (lv[depth].last) {
+                        int64_t r = regex_repeat(re, &i, lv[depth].last);
+                        if (r < 0)
+                                return parse_fail(p, pos,
+                                                  "a repetition count over %u in a regular "
+                                                  "expression",
+                                                  REGEX_DUP_MAX);
+                        if (r > 0) {
+                                /* Saturating: the budget is far below overflow. */
+                                uint64_t n =
+                                        r > (int64_t)REGEX_BUDGET ? REGEX_BUDGET + 1 : (uint64_t)r;
+                                lv[depth].total += n - lv[depth].last;
+                                lv[depth].last = n;
+                                if (lv[depth].total > REGEX_BUDGET)
+                                        break;
+                                continue;
+                        }
+                }
+                if (c == '(') {
+                        if (depth == REGEX_DEPTH_MAX)
+                                return parse_fail(p, pos,
+                                                  "a regular expression with groups nested "
+                                                  "deeper than %u",
+                                                  REGEX_DEPTH_MAX);
+                        lv[++depth].total = 0;
+                        lv[depth].last = 0;
+                        i++;
+                        continue;
+                }
+                if (c == ')' && depth > 0) {
+                        piece = lv[depth--].total + 1;
+                        i++;
+                } else if (c == '|') {
+                        lv[depth].total++;
+                        lv[depth].last = 0;
+                        i++;
+                        continue;
+                } else if (c == '\\' && re[i + 1]) {
+                        i += 2;
+                } else if (c == '[') {
+                        /* A bracket expression: one node, whatever it holds. */
+                        size_t j = i + 1;
+                        if (re[j] == '^')
+                                j++;
+                        if (re[j] == ']')
+                                j++;
+                        while (re[j] && re[j] != ']') {
+                                if (re[j] == '[' && strchr(":.=", re[j + 1]) && re[j + 1]) {
+                                        const char *e = re + j + 2;
+                                        while (*e && !(e[0] == re[j + 1] && e[1] == ']'))
+                                                e++;
+                                        j = *e ? (size_t)(e - re) + 2 : (size_t)(e - re);
+                                        continue;
+                                }
+                                j++;
+                        }
+                        i = re[j] ? j + 1 : j;
+                } else {
+                        i++;
+                }
+                if (piece > REGEX_BUDGET)
+                        piece = REGEX_BUDGET + 1;
+                lv[depth].total += piece;
+                lv[depth].last = piece;
+                if (lv[depth].total > REGEX_BUDGET)
+                        break;
+        }
+        uint64_t total = 0;
+        for (size_t d = 0; d <= depth; d++)
+                total += lv[d].total;
+        if (total > REGEX_BUDGET)
+                return parse_fail(p, pos,
+                                  "regular expression too complex (more than %u elements once "
+                                  "its repetitions are expanded)",
+                                  REGEX_BUDGET);
         return 0;
 }
 
@@ -328,6 +500,9 @@ static int parse_selector(struct parser *p, struct selector *sel)
                 return r;
 
         if (sel->op == OP_MATCH) {
+                r = regex_check(p, vstart, sel->value);
+                if (r < 0)
+                        return r;
                 int rc = regcomp(&sel->re, sel->value, REG_EXTENDED | REG_NOSUB);
                 if (rc != 0) {
                         char buf[128];

@@ -11,6 +11,7 @@
  * (when they have no children), and finally snap_cleanup sweeps the files.
  * The counts are the same with and without repair.
  */
+#include <fcntl.h>
 #include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -140,8 +141,41 @@ static int find_mounts(struct ctx *c, struct util_err *err)
 }
 
 /* Why a device of this root is leaked, or NULL when it is not. */
+/* Whether a filesystem (or anything else) holds block device `dev`: a
+ * mounted filesystem claims its device exclusively, also when the mount is
+ * detached or only an overlay's private clone, which mountinfo never shows.
+ * The probe is an O_EXCL open, which does not claim the device beyond the
+ * open itself. */
+static bool device_in_use(const char *dev)
+{
+        int fd = open(dev, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0) {
+                close(fd);
+                return false;
+        }
+        return errno == EBUSY;
+}
+
+static const char *leak_reason(const struct ctx *c, const struct loop_status *s, const char *id,
+                               const char *rel);
+
+/* Why the device is a leftover, or NULL. Only devices nothing holds count:
+ * a removed snapshot a container still has mounted keeps its devices until
+ * the container's mounts go, and repair could not detach them anyway. */
 static const char *loop_leak_reason(const struct ctx *c, const struct loop_status *s,
                                     const char *id, const char *rel)
+{
+        const char *why = leak_reason(c, s, id, rel);
+        /* commit's device and images in tmp/ or templates/ are only ever
+         * held by a crashed operation's mount, itself a leftover that
+         * repair unmounts first. */
+        bool removed = strncmp(id, "commit-", 7) != 0 &&
+                       (strncmp(rel, "trash/", 6) == 0 || strncmp(rel, "snapshots/", 10) == 0);
+        return why && !(removed && device_in_use(s->path)) ? why : NULL;
+}
+
+static const char *leak_reason(const struct ctx *c, const struct loop_status *s, const char *id,
+                               const char *rel)
 {
         if (strncmp(id, "commit-", 7) == 0)
                 return "commit's temporary device";

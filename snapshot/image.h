@@ -9,15 +9,17 @@
  * directory, the superblock magic is checked, the file is fsync'ed, and only
  * then is it renamed to its final name (RENAME_NOREPLACE: a concurrent
  * creator that won is used instead); the directory is fsync'ed after the
- * rename so the new name is durable. An image is never trusted because it
- * merely exists: snap_image_verify checks the magic before use, and
- * snap_image_template re-checks an existing template on every call.
- * "new-*" leftovers are swept by cleanup. docs/images.md has the argument.
+ * rename so the new name is durable. A template is never trusted because
+ * it merely exists: snap_image_template re-checks an existing one (size and
+ * magic) on every call and makes it again when it fails. "new-*" leftovers
+ * are swept by cleanup. docs/images.md has the argument.
  *
  * A clone is not fsync'ed (the prepare hot path must not pay for it): the
- * operations layer records it in metadata only after the rename into place,
- * and recovery re-verifies (and re-clones) a never-mounted image whose
- * superblock does not check out.
+ * operations layer records it in metadata only after the rename into place.
+ * Its superblock is not checked before a container mounts it (the kernel's
+ * mount-time checks are all there is); snap_image_verify runs only before
+ * snap_apply mounts an image and in fsck, which reports a bad image and
+ * neither repairs nor re-clones it.
  */
 #pragma once
 
@@ -55,7 +57,9 @@ const struct snap_fs_ops *snap_fs_lookup(const char *name);
  * `templates_dir`, creating it crash-safely if it does not exist yet (or if
  * the existing one fails verification: it is then replaced). Safe against
  * concurrent callers in other processes.
- * The file is named "<fstype>-<size>-<uid>-<gid>.img"; an existing one is
+ * The file is named "<fstype>-<size>-<uid>-<gid>-ovl.img" with
+ * `overlay_dirs` (its root then also holds upper/ and work/, owned by
+ * uid:gid), "<fstype>-<size>-<uid>-<gid>.img" without; an existing one is
  * used only if it is a regular file of exactly `size` bytes with the right
  * superblock magic. `templates_dir` must exist.
  * Returns 0, or -errno (EINVAL for an unknown type or a size below the

@@ -62,16 +62,20 @@ static int add_mapped(struct builder *b, const char *type, const char *source,
         return mount_spec_add(b->spec, type, source, NULL, opts, err);
 }
 
+const char *snap_fs_option(const char *type, bool rw)
+{
+        if (strcmp(type, "xfs") == 0)
+                return "nouuid";
+        return rw && strcmp(type, "ext4") == 0 ? "noinit_itable" : NULL;
+}
+
 /* A committed layer (rw false) or the snapshot's own writable image. */
 static int add_image(struct builder *b, int64_t id, bool rw, struct util_err *err)
 {
         _cleanup_free_ char *img = rw ? snap_path(b->r, "snapshots/%lld/fs.img", (long long)id)
                                       : snap_layer_image(b->r, id);
         const char *type = rw ? b->r->writable_fs : snap_committed_type(b->r);
-        bool xfs = strcmp(type, "xfs") == 0;
-        /* Every clone of a template shares its UUID; xfs refuses a second
-         * mount of a UUID unless told not to check. */
-        const char *opts[] = {rw ? "rw" : "ro", "loop", xfs ? "nouuid" : NULL, NULL};
+        const char *opts[] = {rw ? "rw" : "ro", "loop", snap_fs_option(type, rw), NULL};
         if (!img)
                 return util_err_set(err, ENOMEM, "mount spec");
         return add(b, type, img, opts, err);
@@ -109,9 +113,8 @@ static int block_spec(struct snap_root *r, const struct snap_info *i, struct mou
         const char *um = label_get(i, SNAP_LABEL_UIDMAPPING);
         const char *gm = label_get(i, SNAP_LABEL_GIDMAPPING);
         _cleanup_free_ char *img = snap_path(r, "snapshots/%lld/fs.img", (long long)i->id);
-        bool xfs = strcmp(r->writable_fs, "xfs") == 0;
-        const char *o[] = {i->kind == SNAP_KIND_ACTIVE ? "rw" : "ro", "loop", xfs ? "nouuid" : NULL,
-                           NULL};
+        bool rw = i->kind == SNAP_KIND_ACTIVE;
+        const char *o[] = {rw ? "rw" : "ro", "loop", snap_fs_option(r->writable_fs, rw), NULL};
 
         if (!img || mount_spec_new(&spec) < 0)
                 return util_err_set(err, ENOMEM, "mount spec");

@@ -4,8 +4,9 @@
  *
  * Crash safety, per operation (a crash at any instant leaves the old or the
  * new state, at worst orphans that snap_cleanup removes):
- *   prepare/view  clone the template to tmp/new-* (no fsync: a clone that
- *                 was never mounted is re-verified before use), then in one
+ *   prepare/view  clone the template to tmp/new-* (no fsync; nothing
+ *                 re-checks the clone before a container mounts it: only
+ *                 snap_apply and fsck run snap_image_verify), then in one
  *                 write transaction: insert the row, mkdir snapshots/<id>,
  *                 rename the clone into it, commit. A crash before the
  *                 commit leaves tmp/new-* or snapshots/<id> without a row.
@@ -276,7 +277,7 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
         _cleanup_free_ char *point = NULL;
         char tagid[32];
-        const char *opts[] = {"rw", "loop", strcmp(r->writable_fs, "xfs") ? NULL : "nouuid", NULL};
+        const char *opts[] = {"rw", "loop", snap_fs_option(r->writable_fs, true), NULL};
         int rc;
 
         if ((rc = tmp_name(r, "", &point, err)) < 0)

@@ -278,14 +278,14 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
         rc = snap_store_open(db, &r->store, err);
         if (rc < 0)
                 return rc;
-        struct mount_engine_opts eo = {.loop_owner = NULL};
+        struct mount_engine_opts eo;
         struct stat st;
         if (stat(r->path, &st) < 0)
                 return util_err_set(err, errno, "stat '%s'", r->path);
         /* A short, stable owner for this root's loop-device tags. */
         snprintf(r->owner, sizeof(r->owner), "r%" PRIx64,
                  ((uint64_t)st.st_dev << 32) ^ (uint64_t)st.st_ino);
-        eo.loop_owner = r->owner;
+        snap_root_engine_opts(r, &eo);
         _cleanup_free_ char *scratch = snap_path(r, "tmp");
         eo.scratch_dir = scratch;
         rc = mount_engine_new(&eo, &r->engine, err);

@@ -65,3 +65,13 @@ int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct ut
 /* Removes what a snapshot left on disk (fs.img, empty/, the directory
  * itself), without following links or crossing mounts. Best effort. */
 void snap_files_remove(const char *dir);
+
+/*
+ * The filesystem option a mount of one of this root's images needs, or NULL:
+ * xfs "nouuid" (every clone of a template shares its UUID, and xfs refuses a
+ * second mount of a UUID unless told not to check); for a writable ext4
+ * image "noinit_itable": the clone's unused inode tables are holes that read
+ * as zeros already, so the kernel's background zeroing would only write
+ * (and later flush at unmount) blocks that change nothing.
+ */
+const char *snap_fs_option(const char *type, bool rw);

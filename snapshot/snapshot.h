@@ -93,6 +93,16 @@ UTIL_DEFINE_FREE_FUNC(struct snap_root, snap_root_close)
 
 /* The id used in loop-device tags of this root ("loopsnap:<root-id>:<id>"). */
 const char *snap_root_tag_owner(const struct snap_root *r);
+
+/*
+ * snap_root_engine_opts: options for a mount engine that applies this
+ * root's specs: its loop-device tag owner, and (overlay layout) reuse of
+ * the activation cache: a committed layer kept mounted at m/<id> is cloned
+ * (open_tree) instead of mounted again, after checking that the mount's
+ * device is backed by that layer's image. `r` must outlive the engine.
+ */
+struct mount_engine_opts;
+void snap_root_engine_opts(struct snap_root *r, struct mount_engine_opts *o);
 /* The root's directory. */
 const char *snap_root_path(const struct snap_root *r);
 

@@ -216,7 +216,8 @@ typedef int (*snap_walk_fn)(const struct snap_info *i, void *data, struct util_e
 int snap_store_walk(struct snap_store *s, const struct snap_filter *f, snap_walk_fn fn, void *data,
                     struct util_err *err);
 
-/* "PRAGMA integrity_check" and "PRAGMA foreign_key_check" (for fsck and the
- * concurrency test): 0 when both are clean, -EIO with the first problem in
- * `err` otherwise. */
+/* "PRAGMA integrity_check" and "PRAGMA foreign_key_check": 0 when both are
+ * clean, -EIO with the first problem in `err` otherwise. Only the tests call
+ * it (test/unit/store.c; test/priv/crash.c after its fault-point, bad-image
+ * and concurrency cases); fsck does not. */
 int snap_store_integrity_check(struct snap_store *s, struct util_err *err);

@@ -111,20 +111,21 @@ int util_parse_u64(const char *s, uint64_t *ret)
 int util_parse_size(const char *s, uint64_t *ret)
 {
         static const char units[] = "kmgt";
-        char digits[32];
         size_t n = 0;
         unsigned shift = 0;
-        uint64_t v;
+        uint64_t v = 0;
 
         if (!s)
                 return -EINVAL;
-        while (s[n] >= '0' && s[n] <= '9')
-                n++;
-        if (n == 0 || n >= sizeof(digits))
-                return -EINVAL;
-        memcpy(digits, s, n);
-        digits[n] = '\0';
-        if (util_parse_u64(digits, &v) < 0)
+        /* The digits are read in place, any number of them (leading zeros
+         * included, as util_parse_u64 reads them); only the value is bounded. */
+        for (; s[n] >= '0' && s[n] <= '9'; n++) {
+                unsigned d = (unsigned)(s[n] - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -EINVAL;
+                v = v * 10 + d;
+        }
+        if (n == 0)
                 return -EINVAL;
         const char *rest = s + n;
         if (*rest) {

@@ -3,6 +3,12 @@
  * JSON through libyajl's tree API, with the limits untrusted input needs.
  * yajl_tree_parse wants a NUL-terminated string and has no nesting limit,
  * so the input is copied (after the size check) and scanned for depth first.
+ *
+ * yajl_tree_parse also accepts comments (C block comments and "//" line
+ * comments), which JSON does not have. They are refused: a comment may hold a '"', and the scan
+ * here (like mount/spec-json.c's search for "\u0000") tells strings from
+ * structure by counting quotes, so a quote inside a comment would swap the
+ * two for the rest of the document and hide brackets and escapes from it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,12 +16,16 @@
 
 #include "util/json.h"
 
-/* Maximum nesting of arrays/objects in `s`, ignoring brackets in strings. */
-static unsigned json_depth(const char *s, size_t len, unsigned stop_at)
+/* Maximum nesting of arrays/objects in `s`, ignoring brackets in strings
+ * (stops counting past `stop_at`). *ret_slash: the offset of the first '/'
+ * outside a string, where a comment starts (valid JSON has none), or
+ * SIZE_MAX. */
+static unsigned json_depth(const char *s, size_t len, unsigned stop_at, size_t *ret_slash)
 {
         unsigned depth = 0, max = 0;
         bool in_str = false, esc = false;
 
+        *ret_slash = SIZE_MAX;
         for (size_t i = 0; i < len; i++) {
                 char c = s[i];
                 if (in_str) {
@@ -29,6 +39,9 @@ static unsigned json_depth(const char *s, size_t len, unsigned stop_at)
                 }
                 if (c == '"') {
                         in_str = true;
+                } else if (c == '/') {
+                        *ret_slash = i;
+                        return max;
                 } else if (c == '[' || c == '{') {
                         if (++depth > max)
                                 max = depth;
@@ -57,9 +70,14 @@ int util_json_parse(const char *text, size_t len, const char *what,
         if (memchr(text, '\0', len))
                 return util_err_setx(err, EINVAL, "%s: contains a NUL byte at offset %zu", what,
                                      (size_t)((const char *)memchr(text, '\0', len) - text));
-        if (json_depth(text, len, max_depth) > max_depth)
+        size_t slash;
+        if (json_depth(text, len, max_depth, &slash) > max_depth)
                 return util_err_setx(err, ELOOP, "%s: nested deeper than %u levels", what,
                                      max_depth);
+        if (slash != SIZE_MAX)
+                return util_err_setx(err, EINVAL,
+                                     "%s: invalid JSON: '/' at offset %zu (comments are not JSON)",
+                                     what, slash);
         copy = malloc(len + 1);
         if (!copy)
                 return util_err_set(err, ENOMEM, "%s", what);

@@ -3,9 +3,10 @@
  * util/json.h — the thin wrapper over libyajl used for every JSON input
  * (mount specs, OCI id mappings, OCI state/config). All input is untrusted:
  * parsing enforces a size limit, a nesting limit (yajl itself has none) and
- * rejects embedded NUL bytes, and every error names the document and, where
- * yajl says, the position. Callers name the offending element
- * ("mounts[3].options[1]") in their own messages.
+ * rejects embedded NUL bytes and comments (yajl's tree parser takes them),
+ * and every error names the document and, where yajl says, the position.
+ * Callers name the offending element ("mounts[3].options[1]") in their own
+ * messages.
  */
 #pragma once
 
@@ -29,8 +30,9 @@ struct util_json_limits {
  * util_json_parse: parse `len` bytes of `text` (need not be NUL-terminated)
  * into a yajl tree. `what` names the document in errors ("mount spec").
  * `lim` may be NULL (defaults).
- * Returns: 0 and the tree in *ret (free with yajl_tree_free), or -EINVAL /
- * -E2BIG (too large) / -ELOOP (nested too deep) / -ENOMEM with `err` filled.
+ * Returns: 0 and the tree in *ret (free with yajl_tree_free), or -EINVAL
+ * (invalid JSON, a NUL byte, a comment) / -E2BIG (too large) / -ELOOP (nested
+ * too deep) / -ENOMEM with `err` filled.
  */
 int util_json_parse(const char *text, size_t len, const char *what,
                     const struct util_json_limits *lim, yajl_val *ret, struct util_err *err);

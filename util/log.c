@@ -69,8 +69,14 @@ void util_debug_print(unsigned area, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        /* One write per line so concurrent processes do not interleave. */
-        fprintf(stderr, "loopsnap[%d] %s: %s\n", (int)getpid(), name, line);
+        /* CLOCK_MONOTONIC seconds: lines of several processes (the hook's
+         * stages, snapctl and a runtime) line up, and a step's cost is the
+         * difference to the line before. One write per line so concurrent
+         * processes do not interleave. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        fprintf(stderr, "loopsnap[%d] %lld.%06ld %s: %s\n", (int)getpid(), (long long)ts.tv_sec,
+                ts.tv_nsec / 1000, name, line);
 }
 
 void util_fault_point(const char *name)

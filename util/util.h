@@ -226,7 +226,10 @@ unsigned util_debug_parse(const char *value);
  * util_fault_point: when LOOPSNAP_FAULT names this point, the process ends
  * here at once with _exit(UTIL_FAULT_EXIT) — no cleanup, no atexit, like a
  * crash or a kill -9 — so tests can prove every multi-step operation leaves
- * a state that cleanup/fsck repairs. Costs one cached comparison otherwise.
+ * a state that cleanup/fsck repairs. Built into every build. Otherwise it
+ * costs one getenv per call (and a strcmp when the variable is set); the
+ * value is not cached: tests set it in a forked child right before the
+ * operation.
  */
 void util_fault_point(const char *name);
 

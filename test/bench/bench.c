@@ -2027,7 +2027,7 @@ struct snap_n_result {
         unsigned n;
         struct figure cycle;
         struct figure step[BENCH_SNAP_STEPS];
-        struct figure cold; /* quota only: the first cycle needing a new template */
+        struct figure cold; /* quota only: a cycle after snap_cleanup dropped every activation */
         unsigned cold_samples;
         struct figure plain; /* the baseline (same for every mode, kept per N) */
         bool plain_fd;       /* the baseline went through the engine's fd API */
@@ -2066,6 +2066,10 @@ struct snap_bench {
         char owners[SNAP_MODES][LOOP_TAG_MAX + 1]; /* tag owners of the roots opened */
         char id[32];
         struct mount_engine *engine; /* loop owner "bench", the API the kernel has best */
+        /* What a container's mount uses: the engine a root hands out
+         * (snap_root_engine_opts: its tag owner, activation reuse). */
+        struct mount_engine *root_engine;
+        const struct snap_root *root_engine_for;
         bool have_dir;
 };
 
@@ -2347,6 +2351,7 @@ static int snap_bench_cleanup(struct snap_bench *b, struct snap_root *roots[SNAP
         if (r < 0 && ret == 0)
                 ret = r;
         b->engine = mount_engine_free(b->engine);
+        b->root_engine = mount_engine_free(b->root_engine);
         r = rm_tree_at(AT_FDCWD, b->dir, 0);
         if (r < 0) {
                 bench_warn("remove '%s': %s%s", b->dir, strerror(-r),
@@ -2513,6 +2518,17 @@ static int snap_cycle(struct snap_bench *b, struct snap_root *root, const char *
         bool mounted = false;
         uint64_t t[BENCH_SNAP_STEPS + 1];
 
+        if (b->root_engine_for != root) {
+                struct mount_engine_opts eo;
+                b->root_engine = mount_engine_free(b->root_engine);
+                b->root_engine_for = NULL;
+                snap_root_engine_opts(root, &eo);
+                eo.scratch_dir = b->scratch;
+                int r = mount_engine_new(&eo, &b->root_engine, err);
+                if (r < 0)
+                        return r;
+                b->root_engine_for = root;
+        }
         t[0] = util_now_ns();
         int r = snap_prepare(root, key, parent, labels, n_labels, NULL, err);
         if (r < 0)
@@ -2521,7 +2537,7 @@ static int snap_cycle(struct snap_bench *b, struct snap_root *root, const char *
         r = snap_mounts(root, key, &spec, err);
         t[2] = util_now_ns();
         if (r >= 0) {
-                r = mount_engine_apply(b->engine, spec, b->target, b->id, NULL, err);
+                r = mount_engine_apply(b->root_engine, spec, b->target, b->id, NULL, err);
                 t[3] = util_now_ns();
                 mounted = r >= 0;
         }

@@ -267,7 +267,8 @@ static int make_base(struct hook_bench *b, int k)
         b->roots[k] = sr;
         if ((r = snap_prepare(sr, "base-work", NULL, NULL, 0, &spec, &err)) < 0)
                 goto out;
-        struct mount_engine_opts eo = {.loop_owner = snap_root_tag_owner(sr)};
+        struct mount_engine_opts eo;
+        snap_root_engine_opts(sr, &eo);
         if ((r = mount_engine_new(&eo, &e, &err)) < 0)
                 goto out;
         if (mkdir(mnt, 0700) < 0) {
@@ -413,7 +414,10 @@ static int count_other(const struct snap_info *i, void *data, struct util_err *e
 }
 
 /* What must be gone after the runs: staging entries, loop devices of the
- * bench's root, snapshots other than the base. Returns the count left. */
+ * bench's root, snapshots other than the base. The base layer's activation
+ * (m/<id>, kept by the hook's prepares for the next container) is not a
+ * leftover of a container: snap_cleanup drops it first, and must. Returns
+ * the count left. */
 static unsigned leftovers(const struct hook_bench *b)
 {
         char prefix[LOOP_TAG_MAX + 1];
@@ -434,6 +438,11 @@ static unsigned leftovers(const struct hook_bench *b)
         for (int r = 0; r < ROOTS; r++) {
                 if (!b->roots[r])
                         continue;
+                if (snap_cleanup(b->roots[r], &err) < 0) {
+                        warn("cleanup: %s", err.msg);
+                        left++;
+                }
+                util_err_clear(&err);
                 snprintf(prefix, sizeof(prefix),
                          LOOP_TAG_PREFIX "%s:", snap_root_tag_owner(b->roots[r]));
                 struct loop_filter f = {.tag_prefix = prefix};

@@ -264,6 +264,57 @@ Test(loop, shared_record_is_only_a_hint)
         release(d);
 }
 
+/* Records outlive their devices (autoclear frees a device without telling
+ * anyone); the sweep removes those, and temporary files of dead writers,
+ * and keeps the record of a device still bound. */
+Test(loop, share_sweep_removes_stale_records)
+{
+        if (getenv("LOOPSNAP_LOOP_SHARE_DIR") && !*getenv("LOOPSNAP_LOOP_SHARE_DIR"))
+                cr_skip_test("the share registry is switched off (LOOPSNAP_LOOP_SHARE_DIR=)");
+        const char *reg = priv_path("%s/sweep", priv_tmpdir());
+        cr_assert_eq(setenv("LOOPSNAP_LOOP_SHARE_DIR", reg, 1), 0);
+        unsigned f = LOOP_ATTACH_READ_ONLY | LOOP_ATTACH_SHARED;
+        const char *live_img = priv_image("live.img", 8 * MiB);
+        const char *gone_img = priv_image("gone.img", 8 * MiB);
+        struct stat live, gone;
+        cr_assert_eq(stat(live_img, &live), 0);
+        cr_assert_eq(stat(gone_img, &gone), 0);
+        const char *live_rec = priv_path("%s/%llx-%llx-0-0-0", reg, (unsigned long long)live.st_dev,
+                                         (unsigned long long)live.st_ino);
+        const char *gone_rec = priv_path("%s/%llx-%llx-0-0-0", reg, (unsigned long long)gone.st_dev,
+                                         (unsigned long long)gone.st_ino);
+
+        struct loop_device *a = attach_ok(live_img, priv_opts(f, "w"));
+        release(attach_ok(gone_img, priv_opts(f, "w")));
+        cr_assert_eq(access(gone_rec, F_OK), 0, "the freed device's record is still there");
+        /* A writer that died between write and rename (pid 2^22+1 exceeds
+         * pid_max's ceiling, so no such process exists). */
+        const char *dead = priv_path("%s.new-4194305", live_rec);
+        FILE *fp = fopen(dead, "w");
+        cr_assert(fp, "%m");
+        fclose(fp);
+        const char *other = priv_path("%s/README", reg);
+        fp = fopen(other, "w");
+        cr_assert(fp, "%m");
+        fclose(fp);
+
+        size_t removed = 0;
+        struct util_err err = {0};
+        cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
+        cr_assert_eq(removed, 2, "removed %zu, want the stale record and the dead writer's file",
+                     removed);
+        cr_assert_neq(access(gone_rec, F_OK), 0, "stale record kept");
+        cr_assert_neq(access(dead, F_OK), 0, "dead writer's file kept");
+        cr_assert_eq(access(live_rec, F_OK), 0, "the bound device's record was removed");
+        cr_assert_eq(access(other, F_OK), 0, "a file that is no record was removed");
+        struct loop_device *b = attach_ok(live_img, priv_opts(f, "w"));
+        cr_assert(loop_device_is_shared_reuse(b), "the kept record still finds the device");
+        release(b);
+        release(a);
+        cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
+        cr_assert_eq(removed, 1, "once its device is freed, the last record goes too");
+}
+
 Test(loop, shared_attach_differs_for_rw_offset_and_size)
 {
         const char *img = priv_image("sh2.img", 8 * MiB);

@@ -2037,6 +2037,92 @@ Test(snapshot, activation_is_only_a_cache)
         no_devices_left(r);
 }
 
+/* Mounts(key) applied onto a fresh target through an engine made with the
+ * root's options (what snapctl, the ABI and the hook use); returns how many
+ * mounts were clones of activations. */
+static const char *mount_key_reusing(struct snap_root *r, const char *key, size_t *ret_reused)
+{
+        struct mount_engine_opts eo;
+        struct mount_engine *e = NULL;
+        struct util_err err = {0};
+        const char *t = priv_keep(priv_path("%s/t%u", priv_tmpdir(), n_targets++));
+
+        snap_root_engine_opts(r, &eo);
+        cr_assert_eq(mount_engine_new(&eo, &e, &err), 0, "%s", err.msg);
+        cr_assert_eq(mkdir(t, 0755), 0, "mkdir %s: %m", t);
+        int rc = mount_engine_apply(e, mounts_ok(r, key), t, NULL, NULL, &err);
+        cr_assert_eq(rc, 0, "mount '%s': %d %s", key, rc, err.msg);
+        *ret_reused = mount_engine_reused(e);
+        mount_engine_free(e);
+        return t;
+}
+
+/* The root's engines clone an activation instead of mounting the layer
+ * again, but only one whose device is backed by that very layer's image:
+ * another layer's filesystem bound at m/<id> is not used. */
+Test(snapshot, activation_reuse_checks_the_image)
+{
+        if (variant_is("block"))
+                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
+        struct snap_root *r = open_root();
+        size_t reused = 0;
+        committed_with(r, "c1", NULL, "f1", "1");
+        committed_with(r, "c2", "c1", "f2", "2");
+        committed_with(r, "d1", NULL, "g1", "other");
+
+        prepare(r, "a", "c2");
+        size_t before = priv_devices_tagged(snap_root_tag_owner(r));
+        const char *t = mount_key_reusing(r, "a", &reused);
+        cr_assert_eq(reused, 2, "both activated layers cloned, not %zu", reused);
+        expect_content(t, "f1", "1");
+        expect_content(t, "f2", "2");
+        size_t own = variant_is("dir") || variant_is("dir-erofs") ? 0 : 1;
+        cr_assert_eq(priv_devices_tagged(snap_root_tag_owner(r)), before + own,
+                     "a device only for the writable image");
+        unmount(t);
+
+        /* d1's activation bound over c1's: same type, a loop device, but
+         * backed by d1's image. */
+        prepare(r, "x", "d1");
+        const char *md = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "d1")->id);
+        const char *mc = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c1")->id);
+        cr_assert_eq(umount2(mc, MNT_DETACH), 0, "%m");
+        cr_assert_eq(mount(md, mc, NULL, MS_BIND, NULL), 0, "%m");
+        prepare(r, "b", "c1");
+        t = mount_key_reusing(r, "b", &reused);
+        cr_assert_eq(reused, 0, "a mount of another image at m/<c1> is never cloned");
+        expect_content(t, "f1", "1");
+        cr_assert_neq(access(at(t, "g1"), F_OK), 0, "d1's file must not show");
+        unmount(t);
+        cr_assert_eq(umount2(mc, MNT_DETACH), 0, "%m");
+        no_devices_left(r);
+}
+
+/* A snapshot removed while a container still has it mounted keeps its
+ * devices (the overlay's lowers are private clones mountinfo never shows):
+ * fsck does not call them leaked, and they go with the mount. */
+Test(snapshot, fsck_spares_devices_of_a_removed_snapshot_still_mounted)
+{
+        struct snap_root *r = open_root();
+        struct snap_fsck_report rep = {0};
+        struct util_err err = {0};
+        committed_with(r, "c1", NULL, "f1", "1");
+        size_t reused;
+        prepare(r, "a", "c1");
+        /* The root's engine: its devices carry the root's tag, which fsck
+         * looks at. */
+        const char *t = mount_key_reusing(r, "a", &reused);
+        remove_ok(r, "a");
+        expect_content(t, "f1", "1");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(rep.leaked_loops, 0, "devices in use counted as leaked");
+        cr_assert_eq(snap_fsck_problems(&rep), 0);
+        unmount(t);
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0);
+        no_devices_left(r);
+}
+
 Test(snapshot, activation_can_be_switched_off)
 {
         struct snap_root_opts o = variant_opts();

@@ -1070,6 +1070,27 @@ Test(filter, parse_errors_table)
                 {{"labels.a..b"}, 1, "filters[0]: offset 9: expected a field name"},
                 {{"name~=/abc"}, 1, "filters[0]: offset 6: unterminated quoted string"},
                 {{"name==/abc"}, 1, NULL}, /* valid: alternative quotes only after ~= */
+                /* Regexes that would cost gigabytes or hours (fuzz-filter). */
+                {{"name~=^sha256:[0-9a-f]{64}$"}, 1, NULL},
+                {{"name~=/(a|b){0,400}/"}, 1, NULL},
+                {{"parent~=(a*)*\\1b"},
+                 1,
+                 "filters[0]: offset 8: back-references ('\\1') are not supported in a regular "
+                 "expression"},
+                {{"name~=/a{0,32767}/"},
+                 1,
+                 "filters[0]: offset 6: a repetition count over 1000 in a regular expression"},
+                {{"name~=/a{,2000}/"},
+                 1,
+                 "filters[0]: offset 6: a repetition count over 1000 in a regular expression"},
+                {{"name~=b++++++++++++++++++++++++++++++"},
+                 1,
+                 "filters[0]: offset 6: regular expression too complex (more than 2048 elements "
+                 "once its repetitions are expanded)"},
+                {{"name~=/((a{0,20}){0,20}){0,20}/"},
+                 1,
+                 "filters[0]: offset 6: regular expression too complex (more than 2048 elements "
+                 "once its repetitions are expanded)"},
                 {{"name", NULL}, 2, "filters[1]: missing"},
         };
         for (size_t i = 0; i < UTIL_ARRAY_SIZE(cases); i++) {

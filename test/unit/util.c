@@ -99,6 +99,9 @@ Test(util_parse, sizes_with_binary_suffixes)
                 {"2KB", 0, 2048},
                 {"1T", 0, 1ull << 40},
                 {"0", 0, 0},
+                /* 32 digits and more: leading zeros are fine (fuzz-size). */
+                {"00000000000000000000000000000000064M", 0, 64ull << 20},
+                {"0000000000000000000000000000000000g", 0, 0},
                 {"", -EINVAL, 0},
                 {"M", -EINVAL, 0},
                 {"-1", -EINVAL, 0},
