@@ -120,6 +120,12 @@ static int parse_fail(struct parser *p, size_t pos, const char *fmt, ...)
         return util_err_setx(p->err, EINVAL, "filters[%zu]: offset %zu: %s", p->index, pos, msg);
 }
 
+#ifdef __clang_analyzer__
+/* The analyzer does not inline a variadic function: tell it that this one
+ * always fails, as util/util.h does for util_err_set(). */
+#define parse_fail(...) UTIL_ERR_NEGATIVE_(parse_fail(__VA_ARGS__))
+#endif
+
 static bool is_blank(char c)
 {
         return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -239,8 +245,8 @@ static int parse_fieldpath(struct parser *p, struct selector *sel)
                 return r;
         more = p->in[p->pos] == '.';
 
-        /* parse_segment() sets `first` when it returns >= 0; the analyzer does
-         * not follow the variadic parse_fail() to see that it returns < 0. */
+        /* parse_segment() sets `first` when it returns >= 0; the analyzer
+         * does not follow it down to strndup_or_fail() to see that. */
         /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
         if (strcmp(first, "name") == 0)
                 sel->field = FIELD_NAME;

@@ -65,7 +65,9 @@ void util_err_clear(struct util_err *err);
  * impossible "error recorded, yet r >= 0" paths into false null-dereference
  * reports. A statement expression, not an inline function: the analyzer
  * stops inlining five calls deep. util/err.c defines UTIL_ERR_IMPLEMENTATION
- * to see the real names.
+ * to see the real names. A variadic error helper of a module, which the
+ * analyzer does not inline either, can be wrapped the same way
+ * (snapshot/filter.c parse_fail).
  */
 #define UTIL_ERR_NEGATIVE_(call)                      \
         __extension__({                               \
