@@ -157,14 +157,14 @@ static int read_mounts(struct mnt **ret, size_t *ret_n)
                 if (!p) {
                         free(v);
                         free(line);
-                        fclose(f);
+                        (void)fclose(f); /* read only */
                         return -ENOMEM;
                 }
                 v = p;
                 v[n++] = m;
         }
         free(line);
-        fclose(f);
+        (void)fclose(f); /* read only */
         *ret = v;
         *ret_n = n;
         return 0;
@@ -405,7 +405,7 @@ static void settle_one(struct soak *s, int k, struct rows *rs)
                                   "commit '%s' as '%s' (after %s): the snapshot is lost (no "
                                   "row under either key)",
                                   sn->key, sn->pend_name, sn->pend_point);
-                else if (c && (c->kind != LOOPSNAP_KIND_COMMITTED || strcmp(c->parent, pname)))
+                else if (c && (c->kind != LOOPSNAP_KIND_COMMITTED || strcmp(c->parent, pname) != 0))
                         soak_fail(s, "commit '%s' as '%s' (after %s): the store has a %s on '%s'",
                                   sn->key, sn->pend_name, sn->pend_point, kind_name(c->kind),
                                   c->parent);
@@ -527,7 +527,7 @@ static const char *loop_leak(struct soak *s, const struct loopsnap_loop *l, stru
         if (strncmp(l->id, "commit-", 7) == 0)
                 return snprintf(why, size, "commit's temporary device"), why;
         if (sscanf(rel, "snapshots/%lld/%n", &sid, &end) != 1 || end == 0 ||
-            (strcmp(rel + end, "fs.img") && strcmp(rel + end, "layer.erofs")))
+            (strcmp(rel + end, "fs.img") != 0 && strcmp(rel + end, "layer.erofs") != 0))
                 return snprintf(why, size, "its image is %s", rel), why;
         const struct row *r = row_by_id(rs, sid);
         if (!r)

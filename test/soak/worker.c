@@ -152,7 +152,7 @@ int soak_worker_main(int argc, char **argv)
         }
         if (!op)
                 return SOAK_OP_EXIT_USAGE;
-        setvbuf(stdout, NULL, _IOLBF, 0);
+        (void)setvbuf(stdout, NULL, _IOLBF, 0);
 
         struct loopsnap_error err = {.struct_size = sizeof(err)};
         int rc;
