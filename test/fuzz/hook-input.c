@@ -55,7 +55,7 @@ static const char *bundle_dir(void)
         }
         snprintf(path, sizeof(path), "%s/rootfs", bundle);
         FUZZ_CHECK(mkdir(path, 0755) == 0, "mkdir %s: %s", path, strerror(errno));
-        atexit(bundle_remove);
+        FUZZ_CHECK(atexit(bundle_remove) == 0, "atexit");
         return bundle;
 }
 

@@ -52,7 +52,7 @@ static int run_file(const char *path, size_t *count)
         }
         close(fd);
         printf("replay: %s (%zu bytes)\n", path, len);
-        fflush(stdout);
+        (void)fflush(stdout);
         LLVMFuzzerTestOneInput(buf, len);
         free(buf);
         (*count)++;

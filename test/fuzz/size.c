@@ -146,7 +146,7 @@ static void check_preview(const char *s, size_t len)
         FUZZ_CHECK(fuzz_is_printable(buf), "preview with a control character");
         for (size_t i = 0; i < shown; i++) {
                 unsigned char c = (unsigned char)s[i];
-                char want = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+                char want = (char)((c < 0x20 || c == 0x7f) ? '?' : c);
                 FUZZ_CHECK(buf[i] == want, "preview byte %zu is 0x%02x, input 0x%02x", i,
                            (unsigned char)buf[i], c);
         }

@@ -269,7 +269,8 @@ Test(loop, shared_record_is_only_a_hint)
  * and keeps the record of a device still bound. */
 Test(loop, share_sweep_removes_stale_records)
 {
-        if (getenv("LOOPSNAP_LOOP_SHARE_DIR") && !*getenv("LOOPSNAP_LOOP_SHARE_DIR"))
+        const char *share_dir = getenv("LOOPSNAP_LOOP_SHARE_DIR");
+        if (share_dir && !*share_dir)
                 cr_skip_test("the share registry is switched off (LOOPSNAP_LOOP_SHARE_DIR=)");
         const char *reg = priv_path("%s/sweep", priv_tmpdir());
         cr_assert_eq(setenv("LOOPSNAP_LOOP_SHARE_DIR", reg, 1), 0);
@@ -292,11 +293,11 @@ Test(loop, share_sweep_removes_stale_records)
         const char *dead = priv_path("%s.new-4194305", live_rec);
         FILE *fp = fopen(dead, "w");
         cr_assert(fp, "%m");
-        fclose(fp);
+        cr_assert_eq(fclose(fp), 0, "%m");
         const char *other = priv_path("%s/README", reg);
         fp = fopen(other, "w");
         cr_assert(fp, "%m");
-        fclose(fp);
+        cr_assert_eq(fclose(fp), 0, "%m");
 
         size_t removed = 0;
         struct util_err err = {0};
