@@ -183,6 +183,22 @@ static int ann_get(yajl_val ann, const char *key, const char **ret, struct util_
         return opt_string(ann, key, what, ret, err);
 }
 
+/* A "true"/"false" annotation; *ret stays as it is when absent. */
+static int ann_bool(const char *name, const char *value, bool *ret, struct util_err *err)
+{
+        char p[UTIL_PREVIEW_SIZE];
+
+        if (!value)
+                return 0;
+        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
+                return util_err_setx(err, EINVAL,
+                                     "config.json: annotations \"%s\": '%s': expected true or "
+                                     "false",
+                                     name, util_preview(p, value, SIZE_MAX));
+        *ret = strcmp(value, "true") == 0;
+        return 0;
+}
+
 static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err)
 {
         const char *root = NULL, *parent = NULL, *key = NULL, *keep = NULL, *size = NULL;
@@ -222,18 +238,11 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
                                      HOOK_ANN_KEY);
         if ((r = dup_to(&in->key, key ? key : in->id, err)) < 0)
                 return r;
-        if (keep && strcmp(keep, "true") != 0 && strcmp(keep, "false") != 0)
-                return util_err_setx(err, EINVAL,
-                                     "config.json: annotations \"%s\": '%s': expected true or "
-                                     "false",
-                                     HOOK_ANN_KEEP, util_preview(p, keep, SIZE_MAX));
-        in->keep = keep && strcmp(keep, "true") == 0;
-        if (cache && strcmp(cache, "true") != 0 && strcmp(cache, "false") != 0)
-                return util_err_setx(err, EINVAL,
-                                     "config.json: annotations \"%s\": '%s': expected true or "
-                                     "false",
-                                     HOOK_ANN_CACHE, util_preview(p, cache, SIZE_MAX));
-        in->no_cache = cache && strcmp(cache, "false") == 0;
+        bool cache_on = true;
+        if ((r = ann_bool(HOOK_ANN_KEEP, keep, &in->keep, err)) < 0 ||
+            (r = ann_bool(HOOK_ANN_CACHE, cache, &cache_on, err)) < 0)
+                return r;
+        in->no_cache = !cache_on;
         if (size && (util_parse_size(size, &in->size) < 0 || in->size == 0))
                 return util_err_setx(err, EINVAL,
                                      "config.json: annotations \"%s\": '%s': expected a size "
