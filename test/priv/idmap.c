@@ -221,6 +221,7 @@ struct observer {
         atomic_bool stop;
         atomic_int fds; /* > 0 once observed */
         atomic_bool only_socket;
+        char other[512]; /* the first fd that is no socket (set before fds) */
 };
 
 /* Watches for the helper child of `parent_tid`. The parent writes uid_map
@@ -246,7 +247,7 @@ static void *observe(void *arg)
                 if (!d)
                         continue;
                 int n = 0;
-                bool sock = true;
+                bool sock = true, vanished = false;
                 struct dirent *de;
                 while ((de = readdir(d))) {
                         char l[300], target[128];
@@ -255,12 +256,22 @@ static void *observe(void *arg)
                         n++;
                         snprintf(l, sizeof(l), "/proc/%d/fd/%s", pid, de->d_name);
                         ssize_t len = readlink(l, target, sizeof(target) - 1);
-                        target[len > 0 ? len : 0] = '\0';
-                        if (strncmp(target, "socket:", 7) != 0)
+                        if (len <= 0) {
+                                /* The helper exited (or closed the fd)
+                                 * between the listing and the readlink:
+                                 * this look proves nothing either way. */
+                                vanished = true;
+                                break;
+                        }
+                        target[len] = '\0';
+                        if (strncmp(target, "socket:", 7) != 0 && sock) {
                                 sock = false;
+                                snprintf(o->other, sizeof(o->other), "fd %s -> %s", de->d_name,
+                                         target);
+                        }
                 }
                 closedir(d);
-                if (n > 0) { /* 0: it exited between the reads */
+                if (n > 0 && !vanished) { /* 0: it exited between the reads */
                         atomic_store(&o->only_socket, sock);
                         atomic_store(&o->fds, n);
                 }
@@ -297,7 +308,7 @@ Test(idmap, helper_child_holds_no_fd_of_ours)
                 cr_skip_test("the helper lived too briefly to be observed in %d tries", tries);
         cr_expect_eq(atomic_load(&o.fds), 1, "the helper holds %d fds, want only its socket",
                      atomic_load(&o.fds));
-        cr_expect(atomic_load(&o.only_socket), "the one fd is its socket");
+        cr_expect(atomic_load(&o.only_socket), "the one fd is its socket, not %s", o.other);
         cr_log_info("helper observed after %d tries", tries);
 }
 
