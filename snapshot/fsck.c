@@ -140,7 +140,6 @@ static int find_mounts(struct ctx *c, struct util_err *err)
         return 0;
 }
 
-/* Why a device of this root is leaked, or NULL when it is not. */
 /* Whether a filesystem (or anything else) holds block device `dev`: a
  * mounted filesystem claims its device exclusively, also when the mount is
  * detached or only an overlay's private clone, which mountinfo never shows.
@@ -156,49 +155,38 @@ static bool device_in_use(const char *dev)
         return errno == EBUSY;
 }
 
-static const char *leak_reason(const struct ctx *c, const struct loop_status *s, const char *id,
-                               const char *rel);
-
-/* Why the device is a leftover, or NULL. Only devices nothing holds count:
- * a removed snapshot a container still has mounted keeps its devices until
- * the container's mounts go, and repair could not detach them anyway. */
+/* Why a device of this root is leaked, or NULL when it is not. commit's
+ * device and images in tmp/ are only ever held by a crashed operation's
+ * mount, itself a leftover that repair unmounts first. A removed image (in
+ * the trash, or of a snapshot without a row) counts only while nothing
+ * holds its device: a container that still has it mounted keeps it until
+ * its mounts go, and repair could not detach it anyway. */
 static const char *loop_leak_reason(const struct ctx *c, const struct loop_status *s,
                                     const char *id, const char *rel)
 {
-        const char *why = leak_reason(c, s, id, rel);
-        /* commit's device and images in tmp/ or templates/ are only ever
-         * held by a crashed operation's mount, itself a leftover that
-         * repair unmounts first. */
-        bool removed = strncmp(id, "commit-", 7) != 0 &&
-                       (strncmp(rel, "trash/", 6) == 0 || strncmp(rel, "snapshots/", 10) == 0);
-        return why && !(removed && device_in_use(s->path)) ? why : NULL;
-}
+        const char *why;
+        long long sid;
+        int end = 0;
 
-static const char *leak_reason(const struct ctx *c, const struct loop_status *s, const char *id,
-                               const char *rel)
-{
         if (strncmp(id, "commit-", 7) == 0)
                 return "commit's temporary device";
         if (strncmp(rel, "tmp/", 4) == 0)
                 return "its image is in tmp/";
-        if (strncmp(rel, "trash/", 6) == 0)
-                return "its image is in the trash";
-        long long sid;
-        int end = 0;
-        if (sscanf(rel, "snapshots/%lld/%n", &sid, &end) == 1 && end > 0 &&
-            (strcmp(rel + end, "fs.img") == 0 || strcmp(rel + end, "layer.erofs") == 0)) {
+        if (strncmp(rel, "trash/", 6) == 0) {
+                why = "its image is in the trash";
+        } else if (sscanf(rel, "snapshots/%lld/%n", &sid, &end) == 1 && end > 0 &&
+                   (strcmp(rel + end, "fs.img") == 0 || strcmp(rel + end, "layer.erofs") == 0)) {
                 if (row_by_id(c, sid))
                         return NULL;
-                /* Something may still use it (a container mounted it
-                 * before the row went): only an unmounted device leaks. */
-        } else if (strncmp(rel, "templates/", 10) != 0) {
+                why = "its snapshot has no row";
+        } else if (strncmp(rel, "templates/", 10) == 0) {
+                struct mount_info mi;
+                return mount_find_by_source(s->path, &mi, NULL) == 0 ? NULL
+                                                                     : "its image is a template";
+        } else {
                 return NULL;
         }
-        struct mount_info mi;
-        if (mount_find_by_source(s->path, &mi, NULL) == 0)
-                return NULL;
-        return strncmp(rel, "templates/", 10) == 0 ? "its image is a template"
-                                                   : "its snapshot has no row";
+        return device_in_use(s->path) ? NULL : why;
 }
 
 static int find_loops(struct ctx *c, struct util_err *err)
