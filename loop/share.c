@@ -296,7 +296,7 @@ int loop_share_sweep(size_t *ret_removed, struct util_err *err)
             (r = loop_fd_lock(ctl, LOCK_EX, "/dev/loop-control", err)) < 0)
                 return r;
         struct dirent *de;
-        while ((errno = 0, de = readdir(d))) {
+        while ((de = readdir(d))) {
                 const char *name = de->d_name;
                 bool stale;
                 if (name[0] == '.')

@@ -341,9 +341,12 @@ static int reuse_mount(struct mount_engine *e, const char *type, const char *sou
 
         if (e->reuse(e->reuse_data, type, source, &fd) <= 0 || fd < 0)
                 return 0;
+        /* Exactly the spec's flags: whatever the cached mount carries
+         * beyond them is cleared (no atime flag in the spec: relatime). */
+        const unsigned long long all = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                       MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODIRATIME;
         struct mount_attr attr = {.attr_set = mount_flags_to_attr(o->flags)};
-        if (o->flags & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME))
-                attr.attr_clr |= MOUNT_ATTR__ATIME;
+        attr.attr_clr = (all & ~attr.attr_set) | MOUNT_ATTR__ATIME;
         if (mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
                 return util_err_set(err, errno, "%s: set mount attributes on a clone of '%s'", what,
                                     source);

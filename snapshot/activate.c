@@ -20,13 +20,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 
 #include "snapshot/snapshot-internal.h"
@@ -130,11 +130,11 @@ int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err)
 static unsigned long fs_magic(const char *type)
 {
         if (strcmp(type, "ext4") == 0)
-                return 0xEF53;
+                return EXT4_SUPER_MAGIC;
         if (strcmp(type, "erofs") == 0)
-                return 0xE0F5E1E2;
+                return EROFS_SUPER_MAGIC_V1;
         if (strcmp(type, "xfs") == 0)
-                return 0x58465342;
+                return XFS_SUPER_MAGIC;
         return 0;
 }
 
