@@ -420,17 +420,7 @@ int snap_apply_key_fd(struct snap_root *r, const char *key, int tar_fd, const ch
                 goto out;
         }
         if (r->upper_dir) {
-                char where[4096];
-                _cleanup_free_ char *upper = NULL;
-                if (asprintf(&upper, "%s/upper", img) < 0) {
-                        rc = util_err_set(err, ENOMEM, "apply");
-                        goto out;
-                }
-                rc = snap_dir_upper_in_use(upper, where, sizeof(where), err);
-                if (rc > 0)
-                        rc = util_err_setx(err, EBUSY,
-                                           "'%s' is still mounted on %s: unmount it first", key,
-                                           where);
+                rc = snap_dir_upper_check_free(img, key, err);
                 if (rc >= 0)
                         goto locked;
                 goto out;

@@ -342,7 +342,7 @@ void snap_mountinfo_unescape(char *s)
  * in `where`, 0, or -errno. Mounts of other namespaces (a container's) are
  * not visible here: docs/snapshot.md says so.
  */
-int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct util_err *err)
+static int dir_upper_in_use(const char *upper, char *where, size_t size, struct util_err *err)
 {
         _cleanup_free_ char *line = NULL;
         size_t cap = 0;
@@ -376,6 +376,20 @@ int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct ut
         }
         (void)fclose(f); /* read only */
         return found;
+}
+
+int snap_dir_upper_check_free(const char *fsdir, const char *key, struct util_err *err)
+{
+        _cleanup_free_ char *upper = NULL;
+        char where[4096];
+
+        if (asprintf(&upper, "%s/upper", fsdir) < 0)
+                return util_err_set(err, ENOMEM, "'%s'", key);
+        int rc = dir_upper_in_use(upper, where, sizeof(where), err);
+        if (rc > 0)
+                return util_err_setx(err, EBUSY, "'%s' is still mounted on %s: unmount it first",
+                                     key, where);
+        return rc;
 }
 
 /*
@@ -438,17 +452,7 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                 goto out;
         }
         if (r->upper_dir) {
-                char where[4096];
-                _cleanup_free_ char *upper = NULL;
-                if (asprintf(&upper, "%s/upper", fsdir) < 0) {
-                        rc = util_err_set(err, ENOMEM, "commit");
-                        goto out;
-                }
-                rc = snap_dir_upper_in_use(upper, where, sizeof(where), err);
-                if (rc > 0)
-                        rc = util_err_setx(err, EBUSY,
-                                           "'%s' is still mounted on %s: unmount it first", key,
-                                           where);
+                rc = snap_dir_upper_check_free(fsdir, key, err);
         } else {
                 struct loop_status *devs = NULL;
                 size_t n_devs = 0;

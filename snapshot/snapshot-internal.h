@@ -57,10 +57,11 @@ void snap_tree_remove(const char *dir);
  * written as \ooo), in place. */
 void snap_mountinfo_unescape(char *s);
 
-/* Whether the directory upper `upper` (snapshots/<id>/fs/upper) is mounted
- * in this mount namespace (an overlay's upperdir, or bound itself): 1 with
- * the mountpoint in `where`, 0, or -errno. */
-int snap_dir_upper_in_use(const char *upper, char *where, size_t size, struct util_err *err);
+/* For a plain-directory upper (`fsdir` = snapshots/<id>/fs): 0 when its
+ * upper/ is not mounted in this mount namespace (as an overlay's upperdir,
+ * or bound itself), else -EBUSY naming snapshot `key` and the mountpoint,
+ * or -errno. */
+int snap_dir_upper_check_free(const char *fsdir, const char *key, struct util_err *err);
 
 /* Removes what a snapshot left on disk (fs.img, empty/, the directory
  * itself), without following links or crossing mounts. Best effort. */
