@@ -74,7 +74,7 @@ struct mount_engine {
         char *loop_owner;
         char *scratch_dir;
         struct idmap_cache *userns;
-        int (*reuse)(void *data, const char *type, const char *source, int *ret_fd);
+        int (*reuse)(void *data, const char *type, const char *source, bool rw, int *ret_fd);
         void *reuse_data;
         size_t reused; /* atomic */
 };

@@ -62,8 +62,9 @@ struct mount_engine_opts {
         /* MOUNT_API_AUTO = LOOPSNAP_MOUNT_API, else probe. */
         enum mount_api api;
         /*
-         * Optional, new mount API only: for a read-only loop mount of image
-         * `source` as `type`, an existing mount of exactly that filesystem
+         * Optional, new mount API only: for a loop mount of image `source`
+         * as `type` (read-write when `rw`), an existing mount of exactly that
+         * filesystem
          * to clone instead of binding a device and mounting it again. The
          * callback returns 1 with a detached clone (open_tree) in *ret_fd,
          * or 0 when it has none (the engine then mounts as usual). It must
@@ -71,7 +72,7 @@ struct mount_engine_opts {
          * only saves time. The engine applies the spec's per-mount flags
          * and id mapping to the clone.
          */
-        int (*reuse)(void *data, const char *type, const char *source, int *ret_fd);
+        int (*reuse)(void *data, const char *type, const char *source, bool rw, int *ret_fd);
         void *reuse_data;
 };
 

@@ -325,10 +325,11 @@ fail:
 }
 
 /*
- * A read-only loop image that is already mounted somewhere the engine's
- * owner vouches for (mount_engine_opts.reuse): clone that mount and give the
- * clone the spec's per-mount flags and id mapping. The kernel would have
- * joined the same superblock anyway (one bdev, one superblock), so the
+ * A loop image that is already mounted somewhere the engine's owner vouches
+ * for (mount_engine_opts.reuse: a committed layer's activation, read-only,
+ * or a writable image's keeper): clone that mount and give the clone the
+ * spec's per-mount flags and id mapping. For a read-only image the kernel
+ * would have joined the same superblock anyway (one bdev, one superblock), so the
  * result is the mount a fresh attach would have made, minus the device
  * lookup and the fs context. Returns 1 when done, 0 when there is nothing
  * to reuse, or -errno.
@@ -338,8 +339,9 @@ static int reuse_mount(struct mount_engine *e, const char *type, const char *sou
                        struct mount_applied *out, struct util_err *err)
 {
         _cleanup_close_ int fd = -EBADF;
+        bool rw = !(o->flags & MS_RDONLY);
 
-        if (e->reuse(e->reuse_data, type, source, &fd) <= 0 || fd < 0)
+        if (e->reuse(e->reuse_data, type, source, rw, &fd) <= 0 || fd < 0)
                 return 0;
         /* Exactly the spec's flags: whatever the cached mount carries
          * beyond them is cleared (no atime flag in the spec: relatime). */
@@ -571,7 +573,7 @@ int mount_simple_apply(struct mount_engine *e, const struct mount_spec *spec, si
 
         const char *source = s.path;
         bool ro = o->flags & MS_RDONLY;
-        if (o->loop && ro && e->reuse && s.fd < 0 && source) {
+        if (o->loop && e->reuse && s.fd < 0 && source) {
                 r = reuse_mount(e, m->type, source, o, what, where, out, err);
                 if (r != 0)
                         return r < 0 ? r : 0;

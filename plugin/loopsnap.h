@@ -148,6 +148,11 @@ typedef void (*loopsnap_log_fn)(void *log_data, int level, const char *message);
 enum loopsnap_root_flags {
         /* The writable upper as a plain directory instead of an image. */
         LOOPSNAP_ROOT_UPPER_DIR = 1u << 0,
+        /* The writable pool: keep up to 4 emptied writable images of removed
+         * active snapshots attached and mounted for the next prepares
+         * (faster container starts and stops; docs/snapshot.md). Per open,
+         * not recorded; ignored by the block layout and UPPER_DIR roots. */
+        LOOPSNAP_ROOT_WRITABLE_POOL = 1u << 1,
 };
 
 /* Settings are fixed when a root is created (recorded in its config.json);

@@ -52,7 +52,7 @@ static int layout_parse(const char *s, enum snap_layout *ret, struct util_err *e
 static int root_open(const struct loopsnap_root_opts *o, struct loopsnap_root **ret,
                      struct util_err *e)
 {
-        static const uint32_t known_flags = LOOPSNAP_ROOT_UPPER_DIR;
+        static const uint32_t known_flags = LOOPSNAP_ROOT_UPPER_DIR | LOOPSNAP_ROOT_WRITABLE_POOL;
         _cleanup_(root_freep) struct loopsnap_root *h = NULL;
         pthread_mutexattr_t attr;
         struct snap_root_opts so = {0};
@@ -74,6 +74,7 @@ static int root_open(const struct loopsnap_root_opts *o, struct loopsnap_root **
         so.writable_size = o->writable_size;
         so.committed_format = o->committed_format;
         so.upper_dir = o->flags & LOOPSNAP_ROOT_UPPER_DIR;
+        so.writable_pool = o->flags & LOOPSNAP_ROOT_WRITABLE_POOL ? SNAP_DEFAULT_WRITABLE_POOL : 0;
 
         h = calloc(1, sizeof(*h));
         if (!h)

@@ -26,7 +26,7 @@ _snapctl()
     local commands="prepare view commit rm info ls tree label usage mounts mount umount
         apply import cleanup fsck doctor loops oci-config help"
     local global="--root --layout --writable-fs --writable-size --committed-format
-        --upper-dir --json --verbose --help --version"
+        --upper-dir --writable-pool --json --verbose --help --version"
 
     case $prev in
     --root)

@@ -21,6 +21,7 @@ enum {
         OPT_WRITABLE_SIZE,
         OPT_COMMITTED_FORMAT,
         OPT_UPPER_DIR,
+        OPT_WRITABLE_POOL,
         OPT_JSON,
         OPT_VERSION,
         OPT_LABEL,
@@ -40,6 +41,7 @@ static const struct option long_opts[] = {
         {"writable-size", required_argument, NULL, OPT_WRITABLE_SIZE},
         {"committed-format", required_argument, NULL, OPT_COMMITTED_FORMAT},
         {"upper-dir", no_argument, NULL, OPT_UPPER_DIR},
+        {"writable-pool", no_argument, NULL, OPT_WRITABLE_POOL},
         {"json", no_argument, NULL, OPT_JSON},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -63,6 +65,7 @@ static const char global_help[] =
         "  --writable-size SIZE     writable image size of a new root (K/M/G/T suffixes)\n"
         "  --committed-format ext4|erofs  format of committed layers of a new root\n"
         "  --upper-dir              writable upper as a plain directory (new root)\n"
+        "  --writable-pool          keep emptied writable images mounted for reuse\n"
         "  --json                   print data as one JSON value on stdout\n"
         "  -v, --verbose            show what the library does (on stderr)\n"
         "  -h, --help               this help, or a command's\n"
@@ -186,6 +189,9 @@ static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv
                         continue;
                 case OPT_UPPER_DIR:
                         c->upper_dir = true;
+                        continue;
+                case OPT_WRITABLE_POOL:
+                        c->writable_pool = true;
                         continue;
                 case OPT_JSON:
                         c->json = true;

@@ -70,6 +70,7 @@ struct ctl {
         const char *committed_format;
         uint64_t writable_size;
         bool upper_dir;
+        bool writable_pool;
         bool json;
         bool verbose;
         /* Command options. */

@@ -126,18 +126,6 @@ int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err)
         return was;
 }
 
-/* The superblock magic of a committed layer's filesystem, or 0. */
-static unsigned long fs_magic(const char *type)
-{
-        if (strcmp(type, "ext4") == 0)
-                return EXT4_SUPER_MAGIC;
-        if (strcmp(type, "erofs") == 0)
-                return EROFS_SUPER_MAGIC_V1;
-        if (strcmp(type, "xfs") == 0)
-                return XFS_SUPER_MAGIC;
-        return 0;
-}
-
 /* The id of committed layer image `source` of root `r` ("<root>/snapshots/
  * <id>/<image name>"), or -1. */
 static int64_t layer_id_of(const struct snap_root *r, const char *source)
@@ -157,6 +145,37 @@ static int64_t layer_id_of(const struct snap_root *r, const char *source)
         return img && strcmp(img, source) == 0 ? (int64_t)id : -1;
 }
 
+/* The superblock magic of a committed layer's filesystem, or 0. */
+static unsigned long fs_magic(const char *type)
+{
+        if (strcmp(type, "ext4") == 0)
+                return EXT4_SUPER_MAGIC;
+        if (strcmp(type, "erofs") == 0)
+                return EROFS_SUPER_MAGIC_V1;
+        if (strcmp(type, "xfs") == 0)
+                return XFS_SUPER_MAGIC;
+        return 0;
+}
+
+bool snap_mount_backed_by(int fd, const char *type, const struct stat *want)
+{
+        unsigned long magic = fs_magic(type);
+        char sys[96], backing[PATH_MAX];
+        struct statx stx;
+        struct statfs sf;
+        struct stat got;
+
+        if (magic == 0 || statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) < 0 ||
+            fstatfs(fd, &sf) < 0 || (unsigned long)sf.f_type != magic)
+                return false;
+        snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/loop/backing_file", stx.stx_dev_major,
+                 stx.stx_dev_minor);
+        if (util_read_small_file(sys, backing, sizeof(backing)) < 0)
+                return false;
+        backing[strcspn(backing, "\n")] = 0;
+        return stat(backing, &got) == 0 && want->st_dev == got.st_dev && want->st_ino == got.st_ino;
+}
+
 /*
  * mount_engine_opts.reuse for this root's engines: when `source` is the
  * image of committed layer <id> and m/<id> is a mount of exactly that image,
@@ -165,17 +184,19 @@ static int64_t layer_id_of(const struct snap_root *r, const char *source)
  * backing file is `source` (same st_dev and st_ino). A foreign or stale
  * mount at m/<id> fails a check and the engine mounts the image itself.
  */
-static int activation_reuse(void *data, const char *type, const char *source, int *ret_fd)
+static int activation_reuse(void *data, const char *type, const char *source, bool rw, int *ret_fd)
 {
         struct snap_root *r = data;
-        unsigned long magic = fs_magic(type);
-        int64_t id = layer_id_of(r, source);
-        char point[PATH_MAX], sys[96], backing[PATH_MAX];
-        struct statx stx;
-        struct statfs sf;
-        struct stat want, got;
+        int64_t id;
+        char point[PATH_MAX];
+        struct stat want;
 
-        if (id < 0 || magic == 0 || strcmp(type, snap_committed_type(r)) != 0)
+        if (rw)
+                return snap_pool_is_writable_image(r, type, source, NULL)
+                               ? snap_pool_reuse(r, source, ret_fd)
+                               : 0;
+        id = layer_id_of(r, source);
+        if (id < 0 || fs_magic(type) == 0 || strcmp(type, snap_committed_type(r)) != 0)
                 return 0;
         if (snprintf(point, sizeof(point), "%s/m/%" PRId64, r->path, id) >= (int)sizeof(point))
                 return 0;
@@ -183,21 +204,10 @@ static int activation_reuse(void *data, const char *type, const char *source, in
                 return 0;
         _cleanup_close_ int fd = open_tree(
                 AT_FDCWD, point, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
-        if (fd < 0)
-                return 0;
         /* The device and type are checked on the clone itself: what is
          * checked is what is used (had m/<id> been unmounted since, the
          * clone is of the directory, on the host's device, and fails). */
-        if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) < 0 || fstatfs(fd, &sf) < 0 ||
-            (unsigned long)sf.f_type != magic)
-                return 0;
-        snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/loop/backing_file", stx.stx_dev_major,
-                 stx.stx_dev_minor);
-        if (util_read_small_file(sys, backing, sizeof(backing)) < 0)
-                return 0;
-        backing[strcspn(backing, "\n")] = 0;
-        if (stat(source, &want) < 0 || stat(backing, &got) < 0 || want.st_dev != got.st_dev ||
-            want.st_ino != got.st_ino)
+        if (fd < 0 || stat(source, &want) < 0 || !snap_mount_backed_by(fd, type, &want))
                 return 0;
         *ret_fd = TAKE_FD(fd);
         return 1;

@@ -17,8 +17,6 @@
 #include "loop/loop.h"
 #include "snapshot/snapshot-internal.h"
 
-UTIL_DEFINE_FREE_FUNC(DIR, closedir)
-
 static bool id_live(const int64_t *ids, size_t n, int64_t id)
 {
         for (size_t k = 0; k < n; k++)
@@ -209,6 +207,18 @@ static int sweep_activations(struct snap_root *r, const struct snap_info *rows, 
         return total;
 }
 
+struct rows {
+        const struct snap_info *v;
+        size_t n;
+};
+
+static bool row_active(void *data, int64_t id)
+{
+        const struct rows *rs = data;
+        const struct snap_info *i = row_of(rs->v, rs->n, id);
+        return i && i->kind == SNAP_KIND_ACTIVE;
+}
+
 int snap_cleanup(struct snap_root *r, struct util_err *err)
 {
         struct snap_info *rows = NULL;
@@ -234,6 +244,9 @@ int snap_cleanup(struct snap_root *r, struct util_err *err)
         if (rc >= 0 && (rc = snap_store_list(r->store, &rows, &n_rows, err)) >= 0) {
                 total += sweep_stale_files(r, rows, n_rows);
                 total += sweep_activations(r, rows, n_rows);
+                /* Spares are a cache: cleanup gives their space back. */
+                struct rows rs = {rows, n_rows};
+                (void)snap_pool_sweep(r, row_active, &rs);
                 snap_info_list_free(rows, n_rows);
         }
         (void)flock(r->lock_fd, LOCK_UN);

@@ -25,7 +25,6 @@
 #include "snapshot/fsck.h"
 #include "snapshot/snapshot-internal.h"
 
-UTIL_DEFINE_FREE_FUNC(DIR, closedir)
 UTIL_DEFINE_FREE_FUNC(FILE, fclose)
 
 struct leaked_loop {
@@ -93,8 +92,16 @@ static const char *below_root(const struct ctx *c, const char *path)
         return path + len + 1;
 }
 
-/* Mounts whose target is under <root>/tmp/ (commit's temporary mounts), and
- * activations (m/<id>) of layers that are gone or not committed. */
+static bool fsck_row_active(void *data, int64_t id)
+{
+        const struct snap_info *i = row_by_id(data, id);
+        return i && i->kind == SNAP_KIND_ACTIVE;
+}
+
+/* Mounts whose target is under <root>/tmp/ (commit's temporary mounts),
+ * activations (m/<id>) of layers that are gone or not committed, and
+ * writable pool keepers (w/<ino>) of images that are neither an active
+ * snapshot's nor a spare. */
 static int find_mounts(struct ctx *c, struct util_err *err)
 {
         _cleanup_(fclosep) FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -121,6 +128,8 @@ static int find_mounts(struct ctx *c, struct util_err *err)
                                 why = "an activation of a layer that has no row";
                         else if (i->kind != SNAP_KIND_COMMITTED)
                                 why = "an activation of a snapshot that is not committed";
+                } else if (strncmp(rel, "w/", 2) == 0 && !strchr(rel + 2, '/')) {
+                        why = snap_pool_keeper_unneeded(c->r, rel + 2, fsck_row_active, c);
                 }
                 if (!why)
                         continue;
@@ -179,6 +188,8 @@ static const char *loop_leak_reason(const struct ctx *c, const struct loop_statu
                 if (row_by_id(c, sid))
                         return NULL;
                 why = "its snapshot has no row";
+        } else if (strncmp(rel, "pool/", 5) == 0) {
+                why = "a writable pool spare without its mount";
         } else if (strncmp(rel, "templates/", 10) == 0) {
                 struct mount_info mi;
                 return mount_find_by_source(s->path, &mi, NULL) == 0 ? NULL

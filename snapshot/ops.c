@@ -155,7 +155,14 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                             !(tmpl = snap_path(r, "snapshots/%lld/fs.img", (long long)pi.id)))
                                 rc = util_err_set(err, ENOMEM, "prepare");
                         snap_info_done(&pi);
-                } else {
+                } else if (!block && (rc = tmp_name(r, ".img", &tmp, err)) >= 0 &&
+                           snap_pool_take(r, p.size, p.root_uid, p.root_gid, tmp) > 0) {
+                        /* A spare from the writable pool: already mounted,
+                         * with a new upper/ and work/. */
+                        tmpl = NULL;
+                } else if (rc >= 0) {
+                        free(tmp);
+                        tmp = NULL;
                         _cleanup_free_ char *templates = snap_path(r, "templates");
                         rc = templates ? snap_image_template(templates, r->writable_fs, p.size,
                                                              block ? 0 : p.root_uid,
@@ -163,9 +170,9 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                                                              err)
                                        : util_err_set(err, ENOMEM, "templates");
                 }
-                if (rc >= 0)
+                if (rc >= 0 && tmpl)
                         rc = tmp_name(r, ".img", &tmp, err);
-                if (rc >= 0)
+                if (rc >= 0 && tmpl)
                         rc = snap_image_clone(tmpl, tmp, NULL, err);
                 if (rc >= 0)
                         util_fault_point("prepare-after-clone");
@@ -177,7 +184,7 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
         if (rc < 0)
                 goto fail;
 
-        if ((rc = snap_store_begin(r->store, true, err)) < 0)
+        if ((rc = snap_store_begin_relaxed(r->store, err)) < 0)
                 goto fail;
         in_txn = true;
         if ((rc = snap_store_create(r->store, kind, key, parent, labels, n_labels, &info, err)) < 0)
@@ -290,7 +297,9 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
                 return rc < 0 ? rc : util_err_set(err, ENOMEM, "commit");
         }
         snprintf(tagid, sizeof(tagid), "commit-%lld", (long long)id);
+        r->pool_quiet = true; /* a mount of its own, never a writable pool keeper */
         rc = mount_engine_apply(r->engine, spec, point, tagid, NULL, err);
+        r->pool_quiet = false;
         if (rc < 0) {
                 (void)rmdir(point);
                 return rc;
@@ -457,6 +466,9 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                 struct loop_status *devs = NULL;
                 size_t n_devs = 0;
                 struct loop_filter f = {.backing_path = img};
+                /* The writable pool's mount is ours to drop; any other mount
+                 * keeps the device attached and the commit refused. */
+                snap_pool_release(r, img);
                 rc = loop_list(&f, &devs, &n_devs, err);
                 if (rc >= 0 && n_devs > 0)
                         rc = util_err_setx(err, EBUSY,
@@ -538,7 +550,7 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
         bool moved = false;
         int rc;
 
-        if ((rc = snap_store_begin(r->store, true, err)) < 0)
+        if ((rc = snap_store_begin_relaxed(r->store, err)) < 0)
                 return util_err_prefix(err, "remove '%s'", key);
         rc = snap_store_remove(r->store, key, &info, err);
         if (rc >= 0) {
@@ -569,6 +581,13 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
                 struct util_err e = {0};
                 if (snap_deactivate(r, info.id, &e) < 0)
                         util_debug(UTIL_DBG_SNAP, "remove '%s': %s", key, e.msg);
+        }
+        if (moved && info.kind == SNAP_KIND_ACTIVE && r->layout == SNAP_LAYOUT_OVERLAY &&
+            !r->upper_dir) {
+                /* Back to the writable pool, emptied, or its keeper dropped. */
+                _cleanup_free_ char *img = snap_path(r, "%s/fs.img", trash + strlen(r->path) + 1);
+                if (img)
+                        snap_pool_recycle(r, img);
         }
         if (moved)
                 snap_files_remove(trash);

@@ -235,13 +235,15 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
         r->committed_format = strdup(o->committed_format ? o->committed_format : "ext4");
         r->upper_dir = o->upper_dir;
         r->m_lock_fd = -EBADF;
+        r->w_lock_fd = -EBADF;
         if (!r->path || !r->writable_fs || !r->committed_format)
                 return util_err_set(err, ENOMEM, "open root");
 
         rc = mkdir_0700(r->path, err);
         if (rc < 0)
                 return rc;
-        static const char *const subdirs[] = {"snapshots", "templates", "tmp", "trash", "m"};
+        static const char *const subdirs[] = {"snapshots", "templates", "tmp", "trash",
+                                              "m",         "w",         "pool"};
         for (size_t k = 0; k < UTIL_ARRAY_SIZE(subdirs); k++) {
                 _cleanup_free_ char *p = snap_path(r, "%s", subdirs[k]);
                 if (!p)
@@ -270,6 +272,15 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
         r->m_lock_fd = open(mlock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (r->m_lock_fd < 0)
                 return util_err_set(err, errno, "open '%s'", mlock);
+        _cleanup_free_ char *wlock = snap_path(r, "w/.lock");
+        if (!wlock)
+                return util_err_set(err, ENOMEM, "open root");
+        r->w_lock_fd = open(wlock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (r->w_lock_fd < 0)
+                return util_err_set(err, errno, "open '%s'", wlock);
+        long pool = util_env_long("LOOPSNAP_WRITABLE_POOL", (long)o->writable_pool);
+        if (r->layout == SNAP_LAYOUT_OVERLAY && !r->upper_dir && pool > 0)
+                r->pool_max = pool > 1024 ? 1024 : (unsigned)pool;
         /* The cache serves overlay lowers; a block-layout snapshot is one
          * image of its own. */
         r->activation = !o->no_activation_cache && r->layout == SNAP_LAYOUT_OVERLAY &&
@@ -303,6 +314,7 @@ struct snap_root *snap_root_close(struct snap_root *r)
         mount_engine_free(r->engine);
         util_closep(&r->lock_fd);
         util_closep(&r->m_lock_fd);
+        util_closep(&r->w_lock_fd);
         free(r->path);
         free(r->writable_fs);
         free(r->committed_format);

@@ -2,9 +2,14 @@
 /* Private to snapshot/: the root handle and helpers shared by its files. */
 #pragma once
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include "mount/mount.h"
 #include "snapshot/image.h"
 #include "snapshot/snapshot.h"
+
+UTIL_DEFINE_FREE_FUNC(DIR, closedir)
 
 struct snap_root {
         char *path;
@@ -18,6 +23,9 @@ struct snap_root {
         bool upper_dir;         /* active snapshots' upper is snapshots/<id>/fs/ */
         bool activation;        /* keep committed layers mounted under m/<id> */
         int m_lock_fd;          /* <root>/m/.lock: LOCK_EX while activating */
+        int w_lock_fd;          /* <root>/w/.lock: LOCK_EX while making a keeper */
+        unsigned pool_max;      /* spare writable images kept (pool.c); 0: off */
+        bool pool_quiet;        /* the root engine is mounting a keeper / measuring */
         char owner[24];         /* loop tag owner of this root */
 };
 
@@ -45,6 +53,37 @@ void snap_activate(struct snap_root *r, const int64_t *ids, size_t n);
 int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err);
 /* Whether m/<id> is a mount point. */
 bool snap_is_active(struct snap_root *r, int64_t id);
+
+/* Whether `fd` (a mount's root: O_PATH or a detached clone) is a `type`
+ * filesystem on a loop device whose backing file is `want` (st_dev and
+ * st_ino, as the kernel reports the device's backing file). */
+bool snap_mount_backed_by(int fd, const char *type, const struct stat *want);
+
+/* The writable pool (pool.c). Whether `source` as `type` is an active
+ * snapshot's writable image of this root (snapshots/<id>/fs.img, overlay
+ * layout with an image upper); its id in *ret_id. */
+bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, const char *source,
+                                 int64_t *ret_id);
+/* The reuse callback's read-write half: a verified clone of the keeper of
+ * `source` in *ret_fd (1), mounting the keeper first when the pool is on;
+ * 0 when there is none. */
+int snap_pool_reuse(struct snap_root *r, const char *source, int *ret_fd);
+/* Prepare: renames a spare of this root's writable fs and `size` to `dst`
+ * and gives it new upper/ and work/ owned by uid:gid. 1 when taken, 0 when
+ * the pool had none. */
+int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gid, const char *dst);
+/* Remove: `img` (its snapshot's row is gone) goes back to the pool, emptied,
+ * when it has a keeper and the pool has room; else its keeper is dropped. */
+void snap_pool_recycle(struct snap_root *r, const char *img);
+/* Commit: unmounts the keeper of `img` if it has one. */
+void snap_pool_release(struct snap_root *r, const char *img);
+/* Why keeper w/<name> is not needed (NULL: it is): `is_active` says whether
+ * snapshot <id> is active. */
+const char *snap_pool_keeper_unneeded(struct snap_root *r, const char *name,
+                                      bool (*is_active)(void *data, int64_t id), void *data);
+/* Cleanup: deletes every spare and drops every keeper not needed. Returns
+ * the number of spares deleted. */
+int snap_pool_sweep(struct snap_root *r, bool (*is_active)(void *data, int64_t id), void *data);
 
 /* Bytes allocated (st_blocks) and inodes of a directory tree, not crossing
  * mounts or following links. */

@@ -76,7 +76,16 @@ struct snap_root_opts {
         /* Do not keep committed layers mounted under m/<id> (not recorded:
          * the cache never changes a spec). LOOPSNAP_ACTIVATION=0 does too. */
         bool no_activation_cache;
+        /* Keep up to this many emptied writable images of removed active
+         * snapshots attached and mounted for the next prepares (the
+         * writable pool, docs/snapshot.md); 0: off. Overlay layout with an
+         * image upper only; not recorded. LOOPSNAP_WRITABLE_POOL=N
+         * overrides it. */
+        unsigned writable_pool;
 };
+
+/* A writable pool's size when one is asked for without a size. */
+#define SNAP_DEFAULT_WRITABLE_POOL 4
 
 struct snap_root;
 

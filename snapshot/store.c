@@ -327,6 +327,7 @@ struct snap_store {
         char *path;
         enum tx_state tx; /* the caller's transaction (snap_store_begin) */
         long busy_ms;
+        bool relaxed; /* PRAGMA synchronous = NORMAL in effect (else FULL) */
         sqlite3_stmt *stmt[ST__MAX];
 };
 
@@ -442,11 +443,33 @@ struct op {
         bool savepoint;
 };
 
+/*
+ * Durability of the next write transactions: FULL (the default) syncs the WAL
+ * at every commit; NORMAL only at checkpoints, so a power loss (never a
+ * process crash) may roll the newest commits back. Changed only between
+ * transactions; a no-op when already in effect.
+ */
+static int set_sync(struct snap_store *s, bool full, struct util_err *err)
+{
+        if (s->relaxed != full)
+                return 0;
+        int rc = sqlite3_exec(s->db,
+                              full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                              NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                return db_fail(s, rc, "synchronous", err);
+        s->relaxed = !full;
+        return 0;
+}
+
 static int op_begin(struct snap_store *s, bool write, struct op *op, struct util_err *err)
 {
         *op = (struct op){0};
         if (s->tx == TX_NONE) {
-                int r = exec_simple(s, write ? ST_BEGIN_WRITE : ST_BEGIN_READ, err);
+                int r = write ? set_sync(s, true, err) : 0;
+                if (r < 0)
+                        return r;
+                r = exec_simple(s, write ? ST_BEGIN_WRITE : ST_BEGIN_READ, err);
                 if (r < 0)
                         return r;
                 op->own = true;
@@ -496,16 +519,29 @@ static int op_end(struct snap_store *s, struct op *op, int r, struct util_err *e
         return r;
 }
 
-int snap_store_begin(struct snap_store *s, bool write, struct util_err *err)
+static int begin(struct snap_store *s, bool write, bool full, struct util_err *err)
 {
         if (s->tx != TX_NONE)
                 return util_err_setx(err, EBUSY, "begin transaction: one is already open on '%s'",
                                      s->path);
-        int r = exec_simple(s, write ? ST_BEGIN_WRITE : ST_BEGIN_READ, err);
+        int r = write ? set_sync(s, full, err) : 0;
+        if (r < 0)
+                return util_err_prefix(err, "begin transaction");
+        r = exec_simple(s, write ? ST_BEGIN_WRITE : ST_BEGIN_READ, err);
         if (r < 0)
                 return util_err_prefix(err, "begin transaction");
         s->tx = write ? TX_WRITE : TX_READ;
         return 0;
+}
+
+int snap_store_begin(struct snap_store *s, bool write, struct util_err *err)
+{
+        return begin(s, write, true, err);
+}
+
+int snap_store_begin_relaxed(struct snap_store *s, struct util_err *err)
+{
+        return begin(s, true, false, err);
 }
 
 int snap_store_commit(struct snap_store *s, struct util_err *err)

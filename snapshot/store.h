@@ -114,6 +114,15 @@ UTIL_DEFINE_FREE_FUNC(struct snap_store, snap_store_close)
  * closed after snap_store_commit whether it succeeded or not.
  */
 int snap_store_begin(struct snap_store *s, bool write, struct util_err *err);
+/*
+ * A write transaction whose commit is not synced (PRAGMA synchronous =
+ * NORMAL in WAL mode): atomic and safe against any process crash, but a
+ * power loss may roll it back. For changes whose loss fsck turns into
+ * leftovers it removes: creating and removing active snapshots and views.
+ * Every other write transaction is synced, and syncing the WAL makes every
+ * earlier relaxed commit durable too (the log is written in order).
+ */
+int snap_store_begin_relaxed(struct snap_store *s, struct util_err *err);
 int snap_store_commit(struct snap_store *s, struct util_err *err);
 /* Rolls back; safe to call when no transaction is open. */
 void snap_store_rollback(struct snap_store *s);

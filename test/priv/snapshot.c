@@ -2137,3 +2137,147 @@ Test(snapshot, activation_can_be_switched_off)
         unmount(t);
         no_devices_left(r);
 }
+
+/* How many of <root>/<sub>'s entries are mount roots (keepers under w/) or
+ * files (spares under pool/). */
+static unsigned count_in(struct snap_root *r, const char *sub, bool mounts)
+{
+        const char *dir = priv_path("%s/%s", snap_root_path(r), sub);
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        unsigned n = 0;
+        cr_assert_not_null(d, "open %s: %m", dir);
+        while ((de = readdir(d))) {
+                struct statx stx;
+                if (de->d_name[0] == '.')
+                        continue;
+                if (!mounts) {
+                        n++;
+                        continue;
+                }
+                cr_assert_eq(
+                        statx(dirfd(d), de->d_name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx),
+                        0, "%m");
+                n += (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+        }
+        closedir(d);
+        return n;
+}
+
+static ino_t image_ino(struct snap_root *r, const char *key)
+{
+        const char *img = priv_path("%s/snapshots/%lld/fs.img", snap_root_path(r),
+                                    (long long)stat_ok(r, key)->id);
+        struct stat st;
+        cr_assert_eq(stat(img, &st), 0, "stat %s: %m", img);
+        return st.st_ino;
+}
+
+/* The writable pool: a removed active's image comes back, emptied and still
+ * mounted, for the next prepare; the next tenant sees nothing of the last
+ * one; a full pool drops what it cannot keep; commit drops the keeper (the
+ * device goes, the content is committed); fsck is clean throughout; cleanup
+ * gives every spare back. */
+Test(snapshot, writable_pool_recycles_emptied_images)
+{
+        if (!variant_is(""))
+                cr_skip_test("the pool serves image uppers of the overlay layout (variant '%s')",
+                             variant());
+        struct snap_root_opts o = variant_opts();
+        o.writable_pool = 1;
+        struct snap_root *r = open_root_opts(&o);
+        struct snap_fsck_report rep = {0};
+        struct util_err err = {0};
+        size_t reused;
+        committed_with(r, "c1", NULL, "f1", "1");
+
+        prepare(r, "a", "c1");
+        prepare(r, "x", "c1");
+        const char *t = mount_key_reusing(r, "a", &reused);
+        const char *tx = mount_key_reusing(r, "x", &reused);
+        cr_assert_eq(count_in(r, "w", true), 2, "a keeper per mounted writable image");
+        write_file(t, "secret", "tenant a");
+        make_dir(t, "d", 0700);
+        write_file(at(t, "d"), "g", "deep");
+        unmount(t);
+        unmount(tx);
+        ino_t ino_a = image_ino(r, "a");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0, "keepers of active snapshots are not leftovers");
+        remove_ok(r, "a");
+        remove_ok(r, "x"); /* the pool (1) is full: x's keeper goes */
+        cr_assert_eq(count_in(r, "pool", false), 1);
+        cr_assert_eq(count_in(r, "w", true), 1, "only the spare's keeper stays");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0, "a spare is not a leftover");
+
+        prepare(r, "b", "c1");
+        cr_assert_eq(image_ino(r, "b"), ino_a, "the spare was taken");
+        cr_assert_eq(count_in(r, "pool", false), 0);
+        t = mount_key_reusing(r, "b", &reused);
+        cr_assert_eq(reused, 2, "the layer's activation and the writable keeper cloned");
+        expect_content(t, "f1", "1");
+        cr_assert_neq(access(at(t, "secret"), F_OK), 0, "the last tenant's file shows");
+        cr_assert_neq(access(at(t, "d"), F_OK), 0, "the last tenant's directory shows");
+        write_file(t, "mine", "b");
+        unmount(t);
+
+        /* Commit drops the keeper; the content is committed. */
+        commit(r, "c2", "b");
+        cr_assert_eq(count_in(r, "w", true), 0);
+        view(r, "v", "c2");
+        t = mount_key(r, "v");
+        expect_content(t, "mine", "b");
+        expect_content(t, "f1", "1");
+        unmount(t);
+        remove_ok(r, "v");
+
+        /* A snapshot removed while still mounted: the next tenant gets a
+         * new upper, never the old one. */
+        prepare(r, "y", "c1");
+        t = mount_key_reusing(r, "y", &reused);
+        write_file(t, "old", "y");
+        remove_ok(r, "y");
+        prepare(r, "z", "c1");
+        const char *tz = mount_key_reusing(r, "z", &reused);
+        cr_assert_neq(access(at(tz, "old"), F_OK), 0, "the removed tenant's file shows");
+        write_file(tz, "new", "z");
+        cr_assert_neq(access(at(t, "new"), F_OK), 0, "the new tenant's file shows to the old");
+        unmount(t);
+        unmount(tz);
+        remove_ok(r, "z");
+
+        /* A prepare that died after claiming a spare: its image in tmp/,
+         * the keeper still mounted. fsck finds both and repairs them. */
+        cr_assert_eq(count_in(r, "pool", false), 1);
+        const char *pool = priv_path("%s/pool", snap_root_path(r));
+        DIR *d = opendir(pool);
+        struct dirent *de;
+        cr_assert_not_null(d, "%m");
+        while ((de = readdir(d)) && de->d_name[0] == '.')
+                ;
+        cr_assert_not_null(de);
+        const char *claimed = priv_path("%s/%s", pool, de->d_name);
+        closedir(d);
+        cr_assert_eq(rename(claimed, priv_path("%s/tmp/new-crashed.img", snap_root_path(r))), 0,
+                     "%m");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_gt(rep.tmp_leftovers, 0);
+        cr_assert_gt(rep.leaked_mounts, 0, "the keeper of an image in tmp/ is a leftover");
+        cr_assert_eq(snap_fsck(r, true, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0, "left after the repair");
+        cr_assert_eq(count_in(r, "w", true), 0);
+
+        prepare(r, "z", "c1");
+        t = mount_key_reusing(r, "z", &reused);
+        unmount(t);
+        remove_ok(r, "z");
+        cr_assert_eq(count_in(r, "pool", false), 1);
+        cr_assert_geq(snap_cleanup(r, &err), 0, "%s", err.msg);
+        cr_assert_eq(count_in(r, "pool", false), 0, "cleanup keeps no spare");
+        cr_assert_eq(count_in(r, "w", true), 0, "cleanup keeps no keeper");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0);
+        no_devices_left(r);
+}
