@@ -63,9 +63,9 @@ struct mount_engine_opts {
         enum mount_api api;
         /*
          * Optional, new mount API only: for a loop mount of image `source`
-         * as `type` (read-write when `rw`), an existing mount of exactly that
-         * filesystem
-         * to clone instead of binding a device and mounting it again. The
+         * as `type` (read-write when `rw`), an existing mount of exactly
+         * that filesystem to clone instead of binding a device and mounting
+         * it again. The
          * callback returns 1 with a detached clone (open_tree) in *ret_fd,
          * or 0 when it has none (the engine then mounts as usual). It must
          * verify what it hands out: the spec stays the only truth, a cache

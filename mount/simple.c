@@ -328,10 +328,10 @@ fail:
  * A loop image that is already mounted somewhere the engine's owner vouches
  * for (mount_engine_opts.reuse: a committed layer's activation, read-only,
  * or a writable image's keeper): clone that mount and give the clone the
- * spec's per-mount flags and id mapping. For a read-only image the kernel
- * would have joined the same superblock anyway (one bdev, one superblock), so the
- * result is the mount a fresh attach would have made, minus the device
- * lookup and the fs context. Returns 1 when done, 0 when there is nothing
+ * spec's per-mount flags and id mapping. The kernel would have joined the
+ * same superblock anyway (one bdev, one superblock), so the result is the
+ * mount a fresh attach would have made, minus the device lookup and the fs
+ * context. Returns 1 when done, 0 when there is nothing
  * to reuse, or -errno.
  */
 static int reuse_mount(struct mount_engine *e, const char *type, const char *source,

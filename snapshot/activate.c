@@ -192,7 +192,7 @@ static int activation_reuse(void *data, const char *type, const char *source, bo
         struct stat want;
 
         if (rw)
-                return snap_pool_is_writable_image(r, type, source, NULL)
+                return snap_pool_is_writable_image(r, type, source)
                                ? snap_pool_reuse(r, source, ret_fd)
                                : 0;
         id = layer_id_of(r, source);

@@ -246,7 +246,7 @@ int snap_cleanup(struct snap_root *r, struct util_err *err)
                 total += sweep_activations(r, rows, n_rows);
                 /* Spares are a cache: cleanup gives their space back. */
                 struct rows rs = {rows, n_rows};
-                (void)snap_pool_sweep(r, row_active, &rs);
+                snap_pool_sweep(r, row_active, &rs);
                 snap_info_list_free(rows, n_rows);
         }
         (void)flock(r->lock_fd, LOCK_UN);

@@ -145,7 +145,9 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                 /* Overlay: an empty image with upper/ and work/ owned by the
                  * (mapped) root. Block: a whole filesystem, the parent's
                  * image cloned (its mount is idmapped instead: root 0:0). */
-                if (block && parent && *parent) {
+                bool taken = false;
+                rc = tmp_name(r, ".img", &tmp, err);
+                if (rc >= 0 && block && parent && *parent) {
                         struct snap_info pi = {0};
                         rc = snap_store_get(r->store, parent, &pi, err);
                         if (rc >= 0 && pi.kind != SNAP_KIND_COMMITTED)
@@ -155,14 +157,12 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                             !(tmpl = snap_path(r, "snapshots/%lld/fs.img", (long long)pi.id)))
                                 rc = util_err_set(err, ENOMEM, "prepare");
                         snap_info_done(&pi);
-                } else if (!block && (rc = tmp_name(r, ".img", &tmp, err)) >= 0 &&
+                } else if (rc >= 0 && !block &&
                            snap_pool_take(r, p.size, p.root_uid, p.root_gid, tmp) > 0) {
                         /* A spare from the writable pool: already mounted,
                          * with a new upper/ and work/. */
-                        tmpl = NULL;
+                        taken = true;
                 } else if (rc >= 0) {
-                        free(tmp);
-                        tmp = NULL;
                         _cleanup_free_ char *templates = snap_path(r, "templates");
                         rc = templates ? snap_image_template(templates, r->writable_fs, p.size,
                                                              block ? 0 : p.root_uid,
@@ -170,9 +170,7 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                                                              err)
                                        : util_err_set(err, ENOMEM, "templates");
                 }
-                if (rc >= 0 && tmpl)
-                        rc = tmp_name(r, ".img", &tmp, err);
-                if (rc >= 0 && tmpl)
+                if (rc >= 0 && !taken)
                         rc = snap_image_clone(tmpl, tmp, NULL, err);
                 if (rc >= 0)
                         util_fault_point("prepare-after-clone");
@@ -585,8 +583,8 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
         if (moved && info.kind == SNAP_KIND_ACTIVE && r->layout == SNAP_LAYOUT_OVERLAY &&
             !r->upper_dir) {
                 /* Back to the writable pool, emptied, or its keeper dropped. */
-                _cleanup_free_ char *img = snap_path(r, "%s/fs.img", trash + strlen(r->path) + 1);
-                if (img)
+                char img[PATH_MAX];
+                if (snprintf(img, sizeof(img), "%s/fs.img", trash) < (int)sizeof(img))
                         snap_pool_recycle(r, img);
         }
         if (moved)

@@ -63,8 +63,7 @@ static bool keeper_ok(const struct snap_root *r, int fd, const struct stat *img)
         return snap_mount_backed_by(fd, r->writable_fs, img);
 }
 
-bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, const char *source,
-                                 int64_t *ret_id)
+bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, const char *source)
 {
         size_t rl = strlen(r->path);
         static const char dir[] = "/snapshots/";
@@ -78,8 +77,6 @@ bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, co
         if (sscanf(source + rl + sizeof(dir) - 1, "%lld/fs.img%n", &id, &end) != 1 || end <= 0 ||
             source[rl + sizeof(dir) - 1 + (size_t)end] != '\0' || id <= 0)
                 return false;
-        if (ret_id)
-                *ret_id = id;
         return true;
 }
 
@@ -322,15 +319,14 @@ const char *snap_pool_keeper_unneeded(struct snap_root *r, const char *name,
         char buf[PATH_MAX];
         long long id;
         int end = 0;
+        struct stat st;
         _cleanup_free_ char *point = snap_path(r, "w/%s", name);
         if (!point)
                 return NULL;
         const char *rel = keeper_backing(r, point, buf, sizeof(buf));
         if (!rel)
                 return "not a mount of one of this root's images";
-        struct stat st;
-        _cleanup_close_ int fd = open(point, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 || stat(buf, &st) < 0 || !keeper_ok(r, fd, &st))
+        if (stat(buf, &st) < 0) /* deleted: sysfs says "<path> (deleted)" */
                 return "its image is gone";
         if (strncmp(rel, "pool/", 5) == 0)
                 return NULL;
@@ -340,13 +336,12 @@ const char *snap_pool_keeper_unneeded(struct snap_root *r, const char *name,
         return "its image is no active snapshot's and no spare";
 }
 
-int snap_pool_sweep(struct snap_root *r, bool (*is_active)(void *data, int64_t id), void *data)
+void snap_pool_sweep(struct snap_root *r, bool (*is_active)(void *data, int64_t id), void *data)
 {
-        int dropped = 0;
         _cleanup_free_ char *pool = snap_path(r, "pool");
         _cleanup_free_ char *w = snap_path(r, "w");
         if (!pool || !w)
-                return 0;
+                return;
         /* Spares first (cleanup gives their space back), then every keeper
          * nobody needs, then what is left of the directories. */
         _cleanup_(closedirp) DIR *d = opendir(pool);
@@ -356,7 +351,7 @@ int snap_pool_sweep(struct snap_root *r, bool (*is_active)(void *data, int64_t i
                 if (de->d_name[0] == '.')
                         continue;
                 snprintf(p, sizeof(p), "%s/%s", pool, de->d_name);
-                dropped += unlink(p) == 0;
+                (void)unlink(p);
         }
         _cleanup_(closedirp) DIR *k = opendir(w);
         while (k && (de = readdir(k))) {
@@ -370,5 +365,4 @@ int snap_pool_sweep(struct snap_root *r, bool (*is_active)(void *data, int64_t i
                 util_debug(UTIL_DBG_SNAP, "writable pool: drop w/%s: %s", de->d_name, why);
                 keeper_drop(p);
         }
-        return dropped;
 }

@@ -61,9 +61,8 @@ bool snap_mount_backed_by(int fd, const char *type, const struct stat *want);
 
 /* The writable pool (pool.c). Whether `source` as `type` is an active
  * snapshot's writable image of this root (snapshots/<id>/fs.img, overlay
- * layout with an image upper); its id in *ret_id. */
-bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, const char *source,
-                                 int64_t *ret_id);
+ * layout with an image upper). */
+bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, const char *source);
 /* The reuse callback's read-write half: a verified clone of the keeper of
  * `source` in *ret_fd (1), mounting the keeper first when the pool is on;
  * 0 when there is none. */
@@ -81,9 +80,8 @@ void snap_pool_release(struct snap_root *r, const char *img);
  * snapshot <id> is active. */
 const char *snap_pool_keeper_unneeded(struct snap_root *r, const char *name,
                                       bool (*is_active)(void *data, int64_t id), void *data);
-/* Cleanup: deletes every spare and drops every keeper not needed. Returns
- * the number of spares deleted. */
-int snap_pool_sweep(struct snap_root *r, bool (*is_active)(void *data, int64_t id), void *data);
+/* Cleanup: deletes every spare and drops every keeper not needed. */
+void snap_pool_sweep(struct snap_root *r, bool (*is_active)(void *data, int64_t id), void *data);
 
 /* Bytes allocated (st_blocks) and inodes of a directory tree, not crossing
  * mounts or following links. */
