@@ -110,7 +110,7 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
         _cleanup_free_ char *tmp = NULL, *tmpl = NULL, *dir = NULL, *dst = NULL;
         struct snap_info info = {0};
         struct params p;
-        bool in_txn = false, moved = false;
+        bool in_txn = false, moved = false, taken_spare = false;
         int rc;
 
         if ((rc = snap_key_check(key, err)) < 0 ||
@@ -162,6 +162,7 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                         /* A spare from the writable pool: already mounted,
                          * with a new upper/ and work/. */
                         taken = true;
+                        taken_spare = true;
                 } else if (rc >= 0) {
                         _cleanup_free_ char *templates = snap_path(r, "templates");
                         rc = templates ? snap_image_template(templates, r->writable_fs, p.size,
@@ -238,6 +239,11 @@ fail:
                 (void)rename(dst, tmp);
         if (dir)
                 (void)rmdir(dir);
+        /* A spare taken from the writable pool goes back to it (or its
+         * keeper is dropped): deleting it would leave the keeper mounting a
+         * deleted file. */
+        if (tmp && taken_spare)
+                snap_pool_recycle(r, tmp);
         if (tmp && unlink(tmp) < 0)
                 snap_tree_remove(tmp);
         (void)flock(r->lock_fd, LOCK_UN);

@@ -2247,6 +2247,21 @@ Test(snapshot, writable_pool_recycles_emptied_images)
         unmount(tz);
         remove_ok(r, "z");
 
+        /* A prepare that fails after claiming a spare (its key exists, its
+         * parent does not) gives it back: no keeper of a deleted file. */
+        struct mount_spec *none = NULL;
+        cr_assert_eq(count_in(r, "pool", false), 1);
+        cr_assert_eq(snap_prepare(r, "c1", "c1", NULL, 0, &none, &err), -EEXIST, "%s", err.msg);
+        util_err_clear(&err);
+        cr_assert_eq(snap_prepare(r, "orphan", "no-such", NULL, 0, &none, &err), -ENOENT, "%s",
+                     err.msg);
+        util_err_clear(&err);
+        cr_assert_null(none);
+        cr_assert_eq(count_in(r, "pool", false), 1, "the failed prepares gave the spare back");
+        cr_assert_eq(count_in(r, "w", true), 1, "one keeper: the spare's");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0, "a failed prepare left something behind");
+
         /* A prepare that died after claiming a spare: its image in tmp/,
          * the keeper still mounted. fsck finds both and repairs them. */
         cr_assert_eq(count_in(r, "pool", false), 1);
