@@ -27,6 +27,9 @@
 /* "LSNP": marks a database as ours, so a foreign SQLite file is refused. */
 #define STORE_APPLICATION_ID  0x4c534e50
 #define STORE_BUSY_MS_DEFAULT 10000
+/* A commit that finds the WAL longer than this (pages of 4 KiB) checkpoints
+ * it; it also bounds what the next first opener replays. */
+#define STORE_WAL_CHECKPOINT_PAGES 32
 
 /* ---- kinds, info --------------------------------------------------------- */
 
@@ -782,6 +785,25 @@ static int store_setup(struct snap_store *s, struct util_err *err)
         if (!wal)
                 return util_err_setx(err, EIO, "database '%s': cannot use WAL (journal mode '%s')",
                                      s->path, got);
+
+        /*
+         * Most users of a root are short processes (the hook's stages,
+         * snapctl): by default each would create the -wal file (and fsync
+         * the directory for it), then checkpoint at close (fsync the WAL,
+         * write and fsync the database) and delete it again — four syncs
+         * per process on top of its own commits. The WAL stays instead
+         * (PERSIST_WAL) and is checkpointed by whichever commit finds it
+         * over STORE_WAL_CHECKPOINT_PAGES, not at every close. Durability
+         * is unchanged: a commit is in the WAL, synced as its transaction
+         * asks (FULL, or NORMAL for the relaxed ones: store.h); a later
+         * opener replays the WAL (bounded by the checkpoint size).
+         */
+        int one = 1;
+        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one) != SQLITE_OK ||
+            sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL) != SQLITE_OK ||
+            sqlite3_wal_autocheckpoint(s->db, STORE_WAL_CHECKPOINT_PAGES) != SQLITE_OK)
+                util_debug(UTIL_DBG_SNAP, "store '%s': keeping the WAL between opens: %s", s->path,
+                           sqlite3_errmsg(s->db));
 
         return schema_migrate(s, err);
 }
