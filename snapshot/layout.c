@@ -34,7 +34,8 @@ static char *map_option(const char *name, const char *label)
 struct builder {
         struct snap_root *r;
         struct mount_spec *spec;
-        char *uidmap, *gidmap; /* options, or NULL */
+        char *uidmap, *gidmap;    /* options, or NULL */
+        const char *volatile_opt; /* "volatile" for the writable overlay, or NULL */
 };
 
 static int add(struct builder *b, const char *type, const char *source, const char *const *options,
@@ -99,7 +100,7 @@ static int add_dir_upper(struct builder *b, int64_t id, size_t n, const char *lo
         }
         if (asprintf(&upo, "upperdir=%s", up) < 0 || asprintf(&wko, "workdir=%s", wk) < 0)
                 return util_err_set(err, ENOMEM, "mount spec");
-        const char *o[] = {lower, upo, wko, NULL};
+        const char *o[] = {lower, upo, wko, b->volatile_opt, NULL};
         return add_mapped(b, "overlay", "overlay", o, err);
 }
 
@@ -158,6 +159,9 @@ int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct moun
         b.spec = spec;
         const char *um = label_get(i, SNAP_LABEL_UIDMAPPING);
         const char *gm = label_get(i, SNAP_LABEL_GIDMAPPING);
+        const char *vo = label_get(i, SNAP_LABEL_VOLATILE);
+        if (vo && strcmp(vo, "true") == 0)
+                b.volatile_opt = "volatile";
         if (um && !(b.uidmap = map_option("uidmap", um)))
                 return util_err_set(err, ENOMEM, "mount spec");
         if (gm && !(b.gidmap = map_option("gidmap", gm))) {
@@ -186,7 +190,7 @@ int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct moun
                         char up[64], wk[64];
                         snprintf(up, sizeof(up), "upperdir={{ mount %zu }}/upper", n);
                         snprintf(wk, sizeof(wk), "workdir={{ mount %zu }}/work", n);
-                        const char *o[] = {lower, up, wk, NULL};
+                        const char *o[] = {lower, up, wk, b.volatile_opt, NULL};
                         rc = add_mapped(&b, "overlay", "overlay", o, err);
                 }
         } else if (rc >= 0) {

@@ -70,8 +70,12 @@ static int params_from_labels(struct snap_root *r, const struct snap_label *l, s
         const char *ms = label_value(l, n, SNAP_LABEL_MAX_SIZE);
         const char *um = label_value(l, n, SNAP_LABEL_UIDMAPPING);
         const char *gm = label_value(l, n, SNAP_LABEL_GIDMAPPING);
+        const char *vo = label_value(l, n, SNAP_LABEL_VOLATILE);
 
         *p = (struct params){.size = r->writable_size};
+        if (vo && strcmp(vo, "true") != 0 && strcmp(vo, "false") != 0)
+                return util_err_setx(err, EINVAL, "label '%s': '%s' is not true or false",
+                                     SNAP_LABEL_VOLATILE, vo);
         if (ms && util_parse_u64(ms, &p->size) < 0)
                 return util_err_setx(err, EINVAL, "label '%s': '%s' is not a number of bytes",
                                      SNAP_LABEL_MAX_SIZE, ms);

@@ -60,6 +60,12 @@
 #define SNAP_LABEL_GIDMAPPING "containerd.io/snapshot/gidmapping"
 #define SNAP_LABEL_MAX_SIZE   "containerd.io/snapshot/max-size"
 #define SNAP_LABEL_REF        "containerd.io/snapshot.ref"
+/* "true": a disposable active snapshot, mounted once and then removed (the
+ * hook's containers without keep-after-stop). Its overlay is mounted
+ * "volatile": no sync of the upper filesystem at unmount (~1.2 ms of a
+ * container's stop on an image upper), and after that first mount
+ * overlayfs refuses to mount its upper again (docs/snapshot.md). */
+#define SNAP_LABEL_VOLATILE "io.loopsnap.volatile"
 
 enum snap_layout {
         SNAP_LAYOUT_OVERLAY = 0,

@@ -1813,6 +1813,71 @@ Test(snapshot, spec_shapes)
         no_devices_left(r);
 }
 
+/* Whether the mount at `target` (the topmost) lists `opt` in mountinfo. */
+static bool mountinfo_has(const char *target, const char *opt)
+{
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        char *line = NULL, point[4200];
+        size_t size = 0;
+        bool found = false;
+        snprintf(point, sizeof(point), " %s ", target);
+        while (f && getline(&line, &size, f) > 0)
+                if (strstr(line, point))
+                        found = strstr(line, opt) != NULL; /* the last one is on top */
+        free(line);
+        if (f)
+                fclose(f);
+        return found;
+}
+
+/* io.loopsnap.volatile: the writable overlay is mounted "volatile", once;
+ * other values are refused naming the label; a commit is still whole. */
+Test(snapshot, volatile_label)
+{
+        if (variant_is("block"))
+                cr_skip_test("the block layout has no overlay (variant '%s')", variant());
+        struct snap_root *r = open_root();
+        struct util_err err = {0};
+        struct mount_spec *none = NULL;
+        committed_with(r, "p", NULL, "f", "1");
+
+        struct snap_label bad = {.key = SNAP_LABEL_VOLATILE, .value = "yes"};
+        cr_assert_eq(snap_prepare(r, "b", "p", &bad, 1, &none, &err), -EINVAL);
+        cr_assert(strstr(err.msg, SNAP_LABEL_VOLATILE) && strstr(err.msg, "'yes'"), "%s",
+                  err.msg);
+        util_err_clear(&err);
+
+        struct snap_label no = {.key = SNAP_LABEL_VOLATILE, .value = "false"};
+        struct mount_spec *m = prepare_l(r, "n", "p", &no, 1);
+        cr_assert(!has_option(&m->mounts[m->n - 1], "volatile"), "%s", spec_json(m));
+
+        struct snap_label yes = {.key = SNAP_LABEL_VOLATILE, .value = "true"};
+        m = prepare_l(r, "v", "p", &yes, 1);
+        const struct mount_entry *ov = &m->mounts[m->n - 1];
+        cr_assert_str_eq(ov->type, "overlay", "%s", spec_json(m));
+        cr_assert(has_option(ov, "volatile"), "%s", spec_json(m));
+        const char *t = mount_key(r, "v");
+        cr_assert(mountinfo_has(t, "fsync=volatile"), "the kernel's overlay at %s is not volatile",
+                  t);
+        expect_content(t, "f", "1");
+        write_file(t, "g", "2");
+        unmount(t);
+        /* Once: overlayfs refuses the upper of a volatile mount again. */
+        struct mount_spec *again = mounts_ok(r, "v");
+        const char *t2 = priv_path("%s/again", priv_tmpdir());
+        cr_assert_eq(mkdir(t2, 0700), 0, "%m");
+        cr_assert_lt(mount_engine_apply(priv_engine(), again, t2, NULL, NULL, &err), 0,
+                     "a volatile upper mounted twice");
+        util_err_clear(&err);
+        commit(r, "c", "v");
+        view(r, "cv", "c");
+        t = mount_key(r, "cv");
+        expect_content(t, "g", "2");
+        expect_content(t, "f", "1");
+        unmount(t);
+        no_devices_left(r);
+}
+
 Test(snapshot, invalid_settings)
 {
         struct {
