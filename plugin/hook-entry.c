@@ -163,6 +163,8 @@ static int entry_json(const struct hook_entry *e, char **ret)
         BOOL(e->keep);
         KEY("owned");
         BOOL(e->owned);
+        KEY("writable_pool");
+        INT(e->pool);
         KEY("image");
         STR(e->image);
         KEY("loop_tag");
@@ -257,7 +259,7 @@ int hook_entry_read(const char *id, struct hook_entry *ret, struct util_err *err
         _cleanup_json_ yajl_val root = NULL;
         struct hook_entry e = {0};
         char buf[HOOK_ENTRY_MAX_BYTES];
-        long long pid = 0, st = 0;
+        long long pid = 0, st = 0, pool = 0;
         char *sid = NULL;
         int r;
 
@@ -290,6 +292,9 @@ int hook_entry_read(const char *id, struct hook_entry *ret, struct util_err *err
                 r = get_bool(root, "keep", &e.keep, err);
         if (r >= 0)
                 r = get_bool(root, "owned", &e.owned, err);
+        /* Absent in entries of a hook from before the writable pool. */
+        if (r >= 0 && util_json_get(root, "writable_pool", false))
+                r = get_int(root, "writable_pool", 1024, &pool, err);
         if (r >= 0)
                 r = get_str(root, "image", true, &e.image, err);
         if (r >= 0)
@@ -300,6 +305,7 @@ int hook_entry_read(const char *id, struct hook_entry *ret, struct util_err *err
         }
         e.pid = (pid_t)pid;
         e.start_time = (uint64_t)st;
+        e.pool = (unsigned)pool;
         *ret = e;
         return 0;
 }
@@ -339,7 +345,11 @@ int hook_entry_release(const struct hook_entry *e, struct util_err *err)
         if (e->owned && !e->keep) {
                 _cleanup_(snap_root_closep) struct snap_root *r = NULL;
                 _cleanup_free_ char *db = NULL;
-                struct snap_root_opts o = {.path = e->snap_root, .no_activation_cache = true};
+                /* The pool's size the snapshot was mounted with: its image
+                 * goes back to the pool rather than away. */
+                struct snap_root_opts o = {.path = e->snap_root,
+                                           .no_activation_cache = true,
+                                           .writable_pool = e->pool};
                 int rc;
 
                 /* Opening would create a root that is gone: nothing to remove. */

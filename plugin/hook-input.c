@@ -5,9 +5,12 @@
  * (util/json.h), every field is type-checked, the container id is checked
  * before it becomes a path component, and every error names the field.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -202,7 +205,7 @@ static int ann_bool(const char *name, const char *value, bool *ret, struct util_
 static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err)
 {
         const char *root = NULL, *parent = NULL, *key = NULL, *keep = NULL, *size = NULL;
-        const char *cache = NULL;
+        const char *cache = NULL, *pool = NULL;
         char p[UTIL_PREVIEW_SIZE];
         int r;
 
@@ -219,7 +222,8 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
             (r = ann_get(ann, HOOK_ANN_KEY, &key, err)) < 0 ||
             (r = ann_get(ann, HOOK_ANN_KEEP, &keep, err)) < 0 ||
             (r = ann_get(ann, HOOK_ANN_SIZE, &size, err)) < 0 ||
-            (r = ann_get(ann, HOOK_ANN_CACHE, &cache, err)) < 0)
+            (r = ann_get(ann, HOOK_ANN_CACHE, &cache, err)) < 0 ||
+            (r = ann_get(ann, HOOK_ANN_POOL, &pool, err)) < 0)
                 return r;
         if (root && root[0] != '/')
                 return util_err_setx(err, EINVAL,
@@ -243,6 +247,20 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
             (r = ann_bool(HOOK_ANN_CACHE, cache, &cache_on, err)) < 0)
                 return r;
         in->no_cache = !cache_on;
+        /* Without the activation cache nothing stays mounted: no pool
+         * either, unless asked for by name. */
+        in->pool = in->no_cache ? 0 : SNAP_DEFAULT_WRITABLE_POOL;
+        if (pool) {
+                char *end = NULL;
+                errno = 0;
+                unsigned long v = strtoul(pool, &end, 10);
+                if (!*pool || !isdigit((unsigned char)*pool) || *end || errno || v > 1024)
+                        return util_err_setx(err, EINVAL,
+                                             "config.json: annotations \"%s\": '%s': expected a "
+                                             "number of spare images from 0 to 1024",
+                                             HOOK_ANN_POOL, util_preview(p, pool, SIZE_MAX));
+                in->pool = (unsigned)v;
+        }
         if (size && (util_parse_size(size, &in->size) < 0 || in->size == 0))
                 return util_err_setx(err, EINVAL,
                                      "config.json: annotations \"%s\": '%s': expected a size "

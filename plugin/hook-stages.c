@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 
 #include "loop/loop.h"
 #include "mount/mount.h"
@@ -175,7 +176,9 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
          * attach (see below). */
         _cleanup_close_ int image_fd = -EBADF;
         _cleanup_close_ int tree = -EBADF, ns = -EBADF;
-        struct snap_root_opts ro = {.path = in->snap_root, .no_activation_cache = in->no_cache};
+        struct snap_root_opts ro = {.path = in->snap_root,
+                                    .no_activation_cache = in->no_cache,
+                                    .writable_pool = in->pool};
         struct snap_info info = {0};
         char nspath[64], loop_id[32], size[32];
         int rc;
@@ -193,7 +196,7 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
 
         rc = snap_stat(r, in->key, &info, err);
         if (rc == -ENOENT) {
-                struct snap_label labels[3];
+                struct snap_label labels[4];
                 size_t n = 0;
                 util_err_clear(err);
                 if (!in->parent)
@@ -209,6 +212,10 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
                         add_label(labels, &n, SNAP_LABEL_UIDMAPPING, in->uidmap);
                 if (in->gidmap)
                         add_label(labels, &n, SNAP_LABEL_GIDMAPPING, in->gidmap);
+                /* Removed at poststop: nothing needs its upper synced when
+                 * the container's mounts go. */
+                if (!in->keep)
+                        add_label(labels, &n, SNAP_LABEL_VOLATILE, "true");
                 /* Owned before it exists: a hook killed during the prepare
                  * leaves an entry the sweep releases, snapshot included. */
                 e->owned = true;
@@ -232,6 +239,17 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
                                              "and give the container a key of its own",
                                              in->key, HOOK_ANN_PARENT);
                 }
+                for (size_t k = 0; k < info.n_labels; k++)
+                        if (strcmp(info.labels[k].key, SNAP_LABEL_VOLATILE) == 0 &&
+                            strcmp(info.labels[k].value, "true") == 0) {
+                                snap_info_done(&info);
+                                return util_err_setx(err, EINVAL,
+                                                     "snapshot '%s' is volatile: it was made for "
+                                                     "one container and outlived it (a host "
+                                                     "crash?); its upper cannot be mounted again: "
+                                                     "remove it (snapctl --root %s rm %s)",
+                                                     in->key, in->snap_root, in->key);
+                        }
                 if (in->uidmap || in->gidmap)
                         util_debug(UTIL_DBG_PLUGIN,
                                    "snapshot '%s' exists: its mapping labels are the ones it "
@@ -255,6 +273,11 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
                 if (image_fd >= 0)
                         while (flock(image_fd, LOCK_EX) < 0 && errno == EINTR)
                                 ;
+                /* The writable pool's own mount of the image (its keeper)
+                 * would hold the device forever: drop it, so that the
+                 * device stays only while a container has the image. */
+                if ((rc = snap_release_writable(r, in->key, err)) < 0)
+                        return rc;
                 rc = writable_wait_free(image_fd, image, NULL, HOOK_IN_USE_WAIT_MS, err);
                 if (rc == -EBUSY)
                         return util_err_prefix(err, "snapshot '%s' is in use", in->key);
@@ -328,6 +351,7 @@ int hook_create_runtime(struct hook_input *in, struct util_err *err)
         e.snap_root = in->snap_root;
         e.key = in->key;
         e.keep = in->keep;
+        e.pool = in->pool;
 
         if ((lock = hook_lock(err)) < 0)
                 return lock;
@@ -397,12 +421,34 @@ int hook_create_container(struct hook_input *in, struct util_err *err)
         return rc;
 }
 
-/* Waits for the container's writable device to go; a warning when it
- * does not (something holds the container's mount namespace). */
-static void poststop_wait(const struct hook_entry *e, int fd)
+/* Drops the writable pool's mount of a kept snapshot's image, so that its
+ * device goes with the container's last mount (the next container's
+ * createRuntime judges "in use" by that device). Best effort: that
+ * createRuntime drops it too. */
+static void poststop_unkeep(const struct hook_entry *e)
 {
+        _cleanup_(snap_root_closep) struct snap_root *r = NULL;
+        struct snap_root_opts o = {.path = e->snap_root, .no_activation_cache = true};
         struct util_err w = {0};
 
+        if (snap_root_open(&o, &r, &w) < 0 || snap_release_writable(r, e->key, &w) < 0)
+                hook_warn("poststop '%s': %s", e->id, w.msg);
+}
+
+/* Waits for the container's writable device to go; a warning when it
+ * does not (something holds the container's mount namespace). */
+static void poststop_wait(const struct hook_entry *e, int fd, bool removed)
+{
+        struct util_err w = {0};
+        struct stat st;
+
+        /* Removed, yet the file still has a name: the snapshot's removal
+         * gave it back to the writable pool, whose device it is now. */
+        if (removed && fd >= 0 && fstat(fd, &st) == 0 && st.st_nlink > 0) {
+                util_debug(UTIL_DBG_PLUGIN, "poststop '%s': '%s' went to the writable pool", e->id,
+                           e->image);
+                return;
+        }
         if (e->image && writable_wait_free(fd, e->image, e->loop_tag, HOOK_RELEASE_WAIT_MS, &w) < 0)
                 hook_warn("poststop '%s': %s (something holds the container's mount namespace; "
                           "the device detaches itself when it goes)",
@@ -434,8 +480,10 @@ int hook_poststop(struct hook_input *in, struct util_err *err)
         bool wait_first = e.keep || !e.owned;
         /* Opened before the release unlinks it. */
         fd = e.image ? image_open(e.image) : -EBADF;
+        if (wait_first && e.image && e.keep)
+                poststop_unkeep(&e);
         if (wait_first)
-                poststop_wait(&e, fd);
+                poststop_wait(&e, fd, false);
         if ((lock = hook_lock(err)) < 0) {
                 hook_entry_done(&e);
                 return lock;
@@ -455,7 +503,7 @@ int hook_poststop(struct hook_input *in, struct util_err *err)
         }
         close(lock);
         if (rc >= 0 && !wait_first)
-                poststop_wait(&e, fd);
+                poststop_wait(&e, fd, true);
         hook_entry_done(&e);
         if (rc < 0)
                 return rc;

@@ -125,6 +125,7 @@ int main(int argc, char **argv)
                 return 2;
         }
 
+        util_debug(UTIL_DBG_PLUGIN, "%s: start", stage);
         rc = hook_input_read_state(STDIN_FILENO, &in, &err);
         set_extra_log(in.stderr_file);
         if (rc >= 0 && automatic) {
@@ -147,6 +148,7 @@ int main(int argc, char **argv)
                         snprintf(line, sizeof(line), "%s: %s", stage, err.msg);
                 emit(line);
         }
+        util_debug(UTIL_DBG_PLUGIN, "%s '%s': done (%s)", stage, in.id, rc < 0 ? "failed" : "ok");
         hook_input_done(&in);
         return rc < 0 ? 1 : 0;
 }

@@ -47,6 +47,7 @@
 #define HOOK_ANN_KEEP   "io.loopsnap.keep-after-stop"
 #define HOOK_ANN_SIZE   "io.loopsnap.writable-size"
 #define HOOK_ANN_CACHE  "io.loopsnap.activation-cache"
+#define HOOK_ANN_POOL   "io.loopsnap.writable-pool"
 /* crun opens this file as the hook's stderr; other runtimes do not. */
 #define HOOK_ANN_STDERR "run.oci.hooks.stderr"
 
@@ -72,6 +73,8 @@ struct hook_input {
         char *key;       /* annotation or the container id */
         bool keep;       /* annotation keep-after-stop */
         bool no_cache;   /* annotation activation-cache "false" */
+        unsigned pool;   /* annotation writable-pool; default SNAP_DEFAULT_WRITABLE_POOL,
+                            0 with no_cache */
         uint64_t size;   /* annotation writable-size; 0: the root's default */
         char *uidmap;    /* linux.uidMappings as "c:h:s,..."; NULL: none */
         char *gidmap;
@@ -119,6 +122,7 @@ struct hook_entry {
          * keep. Set before a prepare, so that a hook killed during it leaves
          * nothing the sweep would not remove. */
         bool owned;
+        unsigned pool;  /* the writable pool's size the snapshot was mounted with */
         char *image;    /* the writable image (loop-backed); NULL: none */
         char *loop_tag; /* the tag of its read-write loop device; NULL: none */
 };

@@ -603,6 +603,24 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
         return 0;
 }
 
+int snap_release_writable(struct snap_root *r, const char *key, struct util_err *err)
+{
+        struct snap_info info = {0};
+        int rc = snap_store_get(r->store, key, &info, err);
+
+        if (rc >= 0 && info.kind == SNAP_KIND_ACTIVE && r->layout == SNAP_LAYOUT_OVERLAY &&
+            !r->upper_dir) {
+                _cleanup_free_ char *img =
+                        snap_path(r, "snapshots/%lld/fs.img", (long long)info.id);
+                if (img)
+                        snap_pool_release(r, img);
+                else
+                        rc = util_err_set(err, ENOMEM, "release '%s'", key);
+        }
+        snap_info_done(&info);
+        return rc;
+}
+
 int snap_stat(struct snap_root *r, const char *key, struct snap_info *ret, struct util_err *err)
 {
         return snap_store_get(r->store, key, ret, err);

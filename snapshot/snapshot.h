@@ -151,6 +151,14 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
  * trash/ inside the transaction and are deleted after it. */
 int snap_remove(struct snap_root *r, const char *key, struct util_err *err);
 
+/* snap_release_writable: drop the writable pool's mount of active `key`'s
+ * image (its "keeper", made when the root has a writable pool), so that the
+ * image's loop device goes as soon as no one else has it mounted: what a
+ * caller that decides "in use?" by that device needs first. Nothing to do
+ * without a keeper, for a view, or with directory uppers.
+ * Returns: 0, or -errno with `err` (ENOENT: no such snapshot). */
+int snap_release_writable(struct snap_root *r, const char *key, struct util_err *err);
+
 int snap_stat(struct snap_root *r, const char *key, struct snap_info *ret, struct util_err *err);
 int snap_update(struct snap_root *r, const char *name, const struct snap_label *labels,
                 size_t n_labels, const char *const *fieldpaths, size_t n_fieldpaths,

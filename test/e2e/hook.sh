@@ -150,18 +150,32 @@ run() { # run NAME ID: crun run in bundle NAME; output in $out, status in $rc
 # belongs to the layer, not to a container: its device and mount are not
 # counted here; the end of the test drops it with `snapctl cleanup` and
 # then checks that nothing at all is left.
+#
+# The writable pool (on by default in the hook, docs/hook.md) keeps a
+# removed container's emptied writable image mounted as a spare
+# (<root>/pool/*.img, its "keeper" mounted at <root>/w/<ino>) for the next
+# container: a spare's device and keeper are the pool's, not a container's,
+# and are not counted either (at most 4 of them, checked); `snapctl cleanup`
+# drops them too. A keeper of an image that is not a spare is counted.
 activation_devs() { awk -v m="$ROOT/m/" 'index($5, m) == 1 { print $(NF-1) }' /proc/self/mountinfo | sort -u; }
-our_loops() {
-  local acts
-  acts=$(activation_devs)
+spare_devs() { losetup -nO NAME,BACK-FILE | awk -v p="$ROOT/pool/" 'index($2, p) == 1 { print $1 }'; }
+keeper_devs() { awk -v m="$ROOT/w/" 'index($5, m) == 1 { print $(NF-1) }' /proc/self/mountinfo | sort -u; }
+spares() { ls "$ROOT/pool" 2>/dev/null | grep -c '\.img$'; }
+loops_but() { # loops_but DEVS...: this root's devices not among DEVS
+  local skip
+  skip=$(printf '%s\n' "$@" | grep .)
   losetup -nO NAME,BACK-FILE | grep " $ROOT/" | awk '{print $1}' |
-    grep -c -v -x -F -e "${acts:-/nonexistent}"
+    grep -c -v -x -F -e "${skip:-/nonexistent}"
 }
+our_loops() { loops_but $(activation_devs) $(spare_devs); }
+# What a container whose snapshot is left for the sweep may keep: also the
+# keeper of its (still existing) writable image, in the host's namespace.
+loops_but_keepers() { loops_but $(activation_devs) $(spare_devs) $(keeper_devs); }
 all_loops() { losetup -nO NAME,BACK-FILE | grep -c " $ROOT/" ; }
 wait_loops_gone() { # the kernel frees devices when the container's namespace goes
-  local n
+  local n count=${1:-our_loops}
   for _ in $(seq 200); do
-    n=$(our_loops)
+    n=$($count)
     [ "$n" = 0 ] && return 0
     sleep 0.025
   done
@@ -169,14 +183,26 @@ wait_loops_gone() { # the kernel frees devices when the container's namespace go
   return 1
 }
 no_entry() { [ ! -e "$T/run/$1" ]; }
-no_mounts() { ! grep -v " $ROOT/m/" /proc/self/mountinfo /proc/1/mountinfo | grep -q -e " $ROOT" -e " $T/run"; }
+# Mounts of the root or the run directory, but activations and spares'
+# keepers (in this namespace; the host's has none of ours at all).
+other_mounts() {
+  local sp
+  sp=$(spare_devs | grep .)
+  grep -v " $ROOT/m/" /proc/self/mountinfo | grep -e " $ROOT" -e " $T/run" |
+    awk -v m="$ROOT/w/" -v sp=" ${sp//$'\n'/ } " '!(index($5, m) == 1 && index(sp, " " $(NF-1) " ") > 0)'
+  grep -e " $ROOT" -e " $T/run" /proc/1/mountinfo
+}
+no_mounts() { [ -z "$(other_mounts)" ]; }
+no_mounts_but_keepers() { ! other_mounts | grep -v " $ROOT/w/" | grep -q .; }
+pool_bounded() { [ "$(spares)" -le 4 ] && [ "$(spare_devs | wc -l)" = "$(spares)" ]; }
 no_mounts_at_all() { ! grep -q -e " $ROOT" -e " $T/run" /proc/self/mountinfo /proc/1/mountinfo; }
 activated() { [ -n "$(activation_devs)" ]; }
 no_snapshot() { ! snap info "$1" >/dev/null 2>&1; }
 has_snapshot() { snap info "$1" >/dev/null 2>&1; }
 left_nothing() { # left_nothing ID [KEY]
   check "$1: loop devices released" wait_loops_gone
-  check "$1: no mounts left" no_mounts
+  check "$1: no mounts left: $(other_mounts)" no_mounts
+  check "$1: at most 4 spares, each with its device ($(spares))" pool_bounded
   check "$1: staging entry removed" no_entry "$1"
   check "$1: snapshot ${2:-$1} removed" no_snapshot "${2:-$1}"
 }
@@ -189,7 +215,9 @@ grep -q " /proc/keys " /proc/self/mountinfo && echo keys-mount=yes
 grep " /proc/sys " /proc/self/mountinfo | grep -q " ro," && echo procsys=ro
 grep " /sys " /proc/self/mountinfo | grep -q " ro," && echo sys=ro
 [ -c /dev/null ] && echo devnull=ok
+grep " / / " /proc/self/mountinfo | grep -q "fsync=volatile" && echo volatile=yes
 echo "nmounts=$(wc -l </proc/self/mountinfo)"
+[ -e /written ] || echo fresh=yes
 echo hello >/written && echo root=writable
 '
 
@@ -199,7 +227,7 @@ mkbundle basic "$(python3 -c 'import json,sys; print(json.dumps(["sh","-c",sys.a
 run basic c1
 check "c1: crun run: rc $rc: $out" [ "$rc" = 0 ]
 for want in origin=base-image rootfs=overlay keys=masked keys-mount=yes procsys=ro sys=ro \
-  devnull=ok root=writable; do
+  devnull=ok root=writable volatile=yes fresh=yes; do
   check "c1: '$want' in: $out" grep -qx "$want" <<<"$out"
 done
 # The same container from a plain directory has the same mounts.
@@ -218,6 +246,14 @@ check "c1: mount count as with a plain directory (hook: $(grep nmounts <<<"$out"
   [ "$(grep nmounts <<<"$out")" = "$(grep nmounts <<<"$plain_out")" ]
 left_nothing c1
 check "c1: the base layer stays activated (cache)" activated
+check "c1: its writable image went to the writable pool ($(spares) spares)" [ "$(spares)" = 1 ]
+SPARE=$(ls "$ROOT/pool")
+run basic c1b
+check "c1b: crun run: rc $rc: $out" [ "$rc" = 0 ]
+check "c1b: a fresh upper, not c1's: $out" grep -qx fresh=yes <<<"$out"
+left_nothing c1b
+check "c1b: took c1's spare and gave it back ($SPARE, now $(ls "$ROOT/pool"))" \
+  [ "$(ls "$ROOT/pool")" = "$SPARE" ]
 
 # ---- io.loopsnap.activation-cache=false: nothing of the image stays mounted -----------
 echo "== activation cache off"
@@ -284,7 +320,8 @@ check "t1, t2: both running" [ "$("${CRUN[@]}" list -q | grep -c '^t[12]$')" = 2
 check "t1, t2: one loop device for the base image ($(losetup -j "$BASE_IMG" | wc -l))" \
   [ "$(losetup -j "$BASE_IMG" | wc -l)" = 1 ]
 check "t1, t2: a writable device each" [ "$(our_loops)" = 2 ]
-check "t1, t2: staged, not mounted on the host" no_mounts
+check "t1, t2: staged; on the host only the pool's keepers: $(other_mounts)" no_mounts_but_keepers
+check "t1, t2: a keeper each ($(keeper_devs | wc -l))" [ "$(keeper_devs | wc -l)" = 2 ]
 for c in t1 t2; do
   "${CRUN[@]}" kill "$c" KILL || fail "kill $c"
 done
@@ -332,8 +369,8 @@ mkbundle later '["true"]'
 edit later 'c["hooks"]["createContainer"].append({"path": "/bin/false", "args": ["false"]})'
 run later f1
 check "f1: crun run fails: rc $rc" [ "$rc" != 0 ]
-check "f1: loop devices released" wait_loops_gone
-check "f1: no mounts left" no_mounts
+check "f1: loop devices released (but its image's keeper)" wait_loops_gone loops_but_keepers
+check "f1: no mounts left (but its image's keeper)" no_mounts_but_keepers
 # crun runs no poststop after a failed create: the entry waits for a sweep.
 check "f1: entry left for the sweep" [ -e "$T/run/f1/state.json" ]
 check "f1: snapshot left for the sweep" has_snapshot f1
@@ -348,8 +385,8 @@ run slow f2
 check "f2: crun run fails: rc $rc" [ "$rc" != 0 ]
 # crun 1.8 says "timeout expired for ..." or, racing the kill, "(exit code: -1)".
 check "f2: crun says the hook was killed: $out" grep -qE "timeout|exit code: -1" <<<"$out"
-check "f2: loop devices released" wait_loops_gone
-check "f2: no mounts left" no_mounts
+check "f2: loop devices released (but its image's keeper)" wait_loops_gone loops_but_keepers
+check "f2: no mounts left (but its image's keeper)" no_mounts_but_keepers
 # This time the next container's createRuntime sweeps it.
 run basic c2
 check "c2: rc $rc" [ "$rc" = 0 ]
@@ -381,11 +418,22 @@ for point in hook-runtime-after-entry hook-runtime-after-prepare hook-runtime-af
   out=$(cd "$T/b/basic" && LOOPSNAP_FAULT=$point "${CRUN[@]}" run "$id" 2>&1)
   rc=$?
   check "$id: crun run fails at $point: rc $rc" [ "$rc" != 0 ]
-  check "$id: loop devices released" wait_loops_gone
-  check "$id: no mounts left" no_mounts
+  check "$id: loop devices released (but its image's keeper)" wait_loops_gone loops_but_keepers
+  check "$id: no mounts left (but its image's keeper)" no_mounts_but_keepers
   "$HOOK" sweep >/dev/null 2>&1
   left_nothing "$id"
 done
+
+echo "== a volatile snapshot left behind (a host crash) is refused, and kept"
+snap prepare vleft base --label io.loopsnap.volatile=true >/dev/null || fail "prepare vleft"
+mkbundle vleft '["true"]' --key vleft
+run vleft f5
+check "f5: crun run fails: rc $rc" [ "$rc" != 0 ]
+check "f5: the error says why: $(cat "$T/vleft.err" 2>&1)" \
+  grep -q "createRuntime 'f5': snapshot 'vleft' is volatile.*remove it" "$T/vleft.err"
+check "f5: the snapshot is left alone" has_snapshot vleft
+snap rm vleft || fail "rm vleft"
+left_nothing f5 vleft
 
 echo "== malformed input"
 checks=$((checks + 1))
@@ -411,6 +459,11 @@ checks=$((checks + 1))
 msg=$(printf '{"id":"m2","pid":%d,"bundle":"%s"}' $$ "$T/b/bad" | "$HOOK" createRuntime 2>&1)
 [ $? = 1 ] && [[ "$msg" == *"keep-after-stop"*"expected true or false"* ]] || fail "bad annotation: $msg"
 check "m2: no entry" no_entry m2
+echo '{"root":{"path":"rootfs"},"annotations":{"io.loopsnap.writable-pool":"lots"}}' >"$T/b/bad/config.json"
+checks=$((checks + 1))
+msg=$(printf '{"id":"m3","pid":%d,"bundle":"%s"}' $$ "$T/b/bad" | "$HOOK" createRuntime 2>&1)
+[ $? = 1 ] && [[ "$msg" == *"writable-pool"*"'lots'"*"0 to 1024"* ]] || fail "bad pool annotation: $msg"
+check "m3: no entry" no_entry m3
 checks=$((checks + 1))
 [ "$("$HOOK" bogus 2>/dev/null; echo $?)" = 2 ] || fail "unknown stage: not exit 2"
 
