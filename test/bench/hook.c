@@ -71,8 +71,9 @@ static const char *const root_names[ROOTS] = {"root", "root-dir"};
 
 /* The ways a container is started: from a plain directory, with the hook on
  * either root. */
-enum { WAY_PLAIN, WAY_TRUE, WAY_HOOK, WAY_HOOK_DIR, WAYS };
-static const char *const way_bundles[WAYS] = {"plain", "true-hooks", "hook", "hook-dir"};
+enum { WAY_PLAIN, WAY_TRUE, WAY_HOOK, WAY_HOOK_DIR, WAY_HOOK_NO_POOL, WAYS };
+static const char *const way_bundles[WAYS] = {"plain", "true-hooks", "hook", "hook-dir",
+                                              "hook-no-pool"};
 
 struct hook_results {
         unsigned iterations;
@@ -180,7 +181,7 @@ static int populate(const char *dir)
  * `true_hooks` registers /bin/cat for the three stages instead (what crun's
  * hook machinery costs by itself). */
 static int write_bundle(const struct hook_bench *b, const char *name, const char *root_name,
-                        bool true_hooks)
+                        bool true_hooks, bool no_pool)
 {
         bool hook = root_name != NULL;
         const char *hp = true_hooks ? "/bin/cat" : b->hook;
@@ -208,10 +209,11 @@ static int write_bundle(const struct hook_bench *b, const char *name, const char
                          "\"createContainer\"],\"timeout\":10}],"
                          "\"poststop\":[{\"path\":\"%s\",\"args\":[\"loopsnap-oci-hook\","
                          "\"poststop\"],\"timeout\":30}]},"
-                         "\"annotations\":{\"io.loopsnap.root\":\"%s/%s\","
+                         "\"annotations\":{\"io.loopsnap.root\":\"%s/%s\",%s"
                          "\"io.loopsnap.parent\":\"base\","
                          "\"run.oci.hooks.stderr\":\"%s/hook.err\"}",
-                         hp, hp, hp, b->dir, root_name, b->dir);
+                         hp, hp, hp, b->dir, root_name,
+                         no_pool ? "\"io.loopsnap.writable-pool\":\"0\"," : "", b->dir);
         char *json = NULL;
         if (asprintf(&json,
                      "{\"ociVersion\":\"1.0.0\","
@@ -394,10 +396,14 @@ static int setup(struct hook_bench *b)
         for (int k = 0; k < ROOTS; k++)
                 if ((r = make_base(b, k)) < 0)
                         return r;
-        if ((r = write_bundle(b, way_bundles[WAY_PLAIN], NULL, false)) < 0 ||
-            (r = write_bundle(b, way_bundles[WAY_TRUE], NULL, true)) < 0 ||
-            (r = write_bundle(b, way_bundles[WAY_HOOK], root_names[ROOT_IMAGE], false)) < 0 ||
-            (r = write_bundle(b, way_bundles[WAY_HOOK_DIR], root_names[ROOT_DIR], false)) < 0) {
+        if ((r = write_bundle(b, way_bundles[WAY_PLAIN], NULL, false, false)) < 0 ||
+            (r = write_bundle(b, way_bundles[WAY_TRUE], NULL, true, false)) < 0 ||
+            (r = write_bundle(b, way_bundles[WAY_HOOK], root_names[ROOT_IMAGE], false, false)) <
+                    0 ||
+            (r = write_bundle(b, way_bundles[WAY_HOOK_DIR], root_names[ROOT_DIR], false, false)) <
+                    0 ||
+            (r = write_bundle(b, way_bundles[WAY_HOOK_NO_POOL], root_names[ROOT_IMAGE], false,
+                              true)) < 0) {
                 warn("write the bundles: %s", strerror(-r));
                 return r;
         }
@@ -497,9 +503,9 @@ int bench_hook(bool json, unsigned iterations)
 {
         static const char *const labels[WAYS] = {
                 "crun run, plain directory:", "  with 3 /bin/cat hooks:", "crun run, hook:",
-                "crun run, hook, dir upper:"};
+                "crun run, hook, dir upper:", "crun run, hook, no pool:"};
         static const char *const keys[WAYS] = {"crun_plain", "crun_true_hooks", "crun_hook",
-                                               "crun_hook_dir_upper"};
+                                               "crun_hook_dir_upper", "crun_hook_no_pool"};
         struct hook_bench b = {0};
         struct hook_results res = {.iterations = iterations};
         double *ms[WAYS] = {NULL};
@@ -518,7 +524,7 @@ int bench_hook(bool json, unsigned iterations)
                         int w = (int)((i + (unsigned)j) % WAYS);
                         char id[32];
                         double t = 0;
-                        snprintf(id, sizeof(id), "%c%u", "pthd"[w], i);
+                        snprintf(id, sizeof(id), "%c%u", "pthdn"[w], i);
                         int rc = crun_run(&b, way_bundles[w], id, &t);
                         if (rc != 0) {
                                 warn("crun run of '%s' failed (%d)", way_bundles[w], rc);
@@ -554,6 +560,8 @@ int bench_hook(bool json, unsigned iterations)
                 }
                 printf("  \"crun_overhead_ms\": %.2f,\n", over);
                 printf("  \"crun_overhead_dir_upper_ms\": %.2f,\n", over_dir);
+                printf("  \"crun_overhead_no_pool_ms\": %.2f,\n",
+                       res.median_ms[WAY_HOOK_NO_POOL] - res.median_ms[WAY_PLAIN]);
                 printf("  \"crun_hook_calls_ms\": %.2f,\n",
                        res.median_ms[WAY_TRUE] - res.median_ms[WAY_PLAIN]);
                 printf("  \"target_overhead_ms\": %.1f,\n", HOOK_TARGET_OVERHEAD);
@@ -569,6 +577,8 @@ int bench_hook(bool json, unsigned iterations)
                 printf("%-28s %+.2f ms (target <= %.0f ms: %s)\n", "overhead (medians):", over,
                        HOOK_TARGET_OVERHEAD, met ? "PASS" : "MISS");
                 printf("%-28s %+.2f ms\n", "overhead, dir upper:", over_dir);
+                printf("%-28s %+.2f ms\n", "overhead, no pool:",
+                       res.median_ms[WAY_HOOK_NO_POOL] - res.median_ms[WAY_PLAIN]);
                 printf("%-28s %+.2f ms\n", "of which crun's hook calls:",
                        res.median_ms[WAY_TRUE] - res.median_ms[WAY_PLAIN]);
         }
