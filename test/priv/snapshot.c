@@ -1843,8 +1843,7 @@ Test(snapshot, volatile_label)
 
         struct snap_label bad = {.key = SNAP_LABEL_VOLATILE, .value = "yes"};
         cr_assert_eq(snap_prepare(r, "b", "p", &bad, 1, &none, &err), -EINVAL);
-        cr_assert(strstr(err.msg, SNAP_LABEL_VOLATILE) && strstr(err.msg, "'yes'"), "%s",
-                  err.msg);
+        cr_assert(strstr(err.msg, SNAP_LABEL_VOLATILE) && strstr(err.msg, "'yes'"), "%s", err.msg);
         util_err_clear(&err);
 
         struct snap_label no = {.key = SNAP_LABEL_VOLATILE, .value = "false"};
