@@ -1826,7 +1826,7 @@ static bool mountinfo_has(const char *target, const char *opt)
                         found = strstr(line, opt) != NULL; /* the last one is on top */
         free(line);
         if (f)
-                fclose(f);
+                (void)fclose(f);
         return found;
 }
 
