@@ -5,12 +5,9 @@
  * (util/json.h), every field is type-checked, the container id is checked
  * before it becomes a path component, and every error names the field.
  */
-#include <ctype.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -251,10 +248,8 @@ static int annotations(struct hook_input *in, yajl_val ann, struct util_err *err
          * either, unless asked for by name. */
         in->pool = in->no_cache ? 0 : SNAP_DEFAULT_WRITABLE_POOL;
         if (pool) {
-                char *end = NULL;
-                errno = 0;
-                unsigned long v = strtoul(pool, &end, 10);
-                if (!*pool || !isdigit((unsigned char)*pool) || *end || errno || v > 1024)
+                uint64_t v = 0;
+                if (util_parse_u64(pool, &v) < 0 || v > 1024)
                         return util_err_setx(err, EINVAL,
                                              "config.json: annotations \"%s\": '%s': expected a "
                                              "number of spare images from 0 to 1024",

@@ -239,17 +239,16 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
                                              "and give the container a key of its own",
                                              in->key, HOOK_ANN_PARENT);
                 }
-                for (size_t k = 0; k < info.n_labels; k++)
-                        if (strcmp(info.labels[k].key, SNAP_LABEL_VOLATILE) == 0 &&
-                            strcmp(info.labels[k].value, "true") == 0) {
-                                snap_info_done(&info);
-                                return util_err_setx(err, EINVAL,
-                                                     "snapshot '%s' is volatile: it was made for "
-                                                     "one container and outlived it (a host "
-                                                     "crash?); its upper cannot be mounted again: "
-                                                     "remove it (snapctl --root %s rm %s)",
-                                                     in->key, in->snap_root, in->key);
-                        }
+                const char *vo = snap_info_label(&info, SNAP_LABEL_VOLATILE);
+                if (vo && strcmp(vo, "true") == 0) {
+                        snap_info_done(&info);
+                        return util_err_setx(err, EINVAL,
+                                             "snapshot '%s' is volatile: it was made for one "
+                                             "container and outlived it (a host crash?); its "
+                                             "upper cannot be mounted again: remove it "
+                                             "(snapctl --root %s rm %s)",
+                                             in->key, in->snap_root, in->key);
+                }
                 if (in->uidmap || in->gidmap)
                         util_debug(UTIL_DBG_PLUGIN,
                                    "snapshot '%s' exists: its mapping labels are the ones it "

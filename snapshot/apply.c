@@ -237,14 +237,6 @@ int snap_apply_dir(const char *dir, enum snap_apply_mode mode, const char *tar_p
 
 /* ---- onto an active snapshot -------------------------------------------- */
 
-static bool has_label(const struct snap_info *i, const char *key)
-{
-        for (size_t k = 0; k < i->n_labels; k++)
-                if (strcmp(i->labels[k].key, key) == 0)
-                        return true;
-        return false;
-}
-
 /* The jail: tmp/new-<random>/ with layer/ (the image) and lower/ (the
  * parents). Everything it made is undone by jail_free, in reverse. */
 struct jail {
@@ -407,7 +399,8 @@ int snap_apply_key_fd(struct snap_root *r, const char *key, int tar_fd, const ch
                                    key, info.kind == SNAP_KIND_VIEW ? "a view" : "committed");
                 goto out;
         }
-        if (has_label(&info, SNAP_LABEL_UIDMAPPING) || has_label(&info, SNAP_LABEL_GIDMAPPING)) {
+        if (snap_info_label(&info, SNAP_LABEL_UIDMAPPING) ||
+            snap_info_label(&info, SNAP_LABEL_GIDMAPPING)) {
                 rc = util_err_setx(err, EOPNOTSUPP,
                                    "'%s' has id-mapping labels; layers are applied to unmapped "
                                    "snapshots",

@@ -11,14 +11,6 @@
 
 #include "snapshot/snapshot-internal.h"
 
-static const char *label_get(const struct snap_info *i, const char *key)
-{
-        for (size_t k = 0; k < i->n_labels; k++)
-                if (strcmp(i->labels[k].key, key) == 0)
-                        return i->labels[k].value;
-        return NULL;
-}
-
 /* "uidmap=c:h:s c:h:s": a ',' would end the option (mount.md). */
 static char *map_option(const char *name, const char *label)
 {
@@ -111,8 +103,8 @@ static int block_spec(struct snap_root *r, const struct snap_info *i, struct mou
 {
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
         struct builder b = {.r = r};
-        const char *um = label_get(i, SNAP_LABEL_UIDMAPPING);
-        const char *gm = label_get(i, SNAP_LABEL_GIDMAPPING);
+        const char *um = snap_info_label(i, SNAP_LABEL_UIDMAPPING);
+        const char *gm = snap_info_label(i, SNAP_LABEL_GIDMAPPING);
         _cleanup_free_ char *img = snap_path(r, "snapshots/%lld/fs.img", (long long)i->id);
         bool rw = i->kind == SNAP_KIND_ACTIVE;
         const char *o[] = {rw ? "rw" : "ro", "loop", snap_fs_option(r->writable_fs, rw), NULL};
@@ -157,9 +149,9 @@ int snap_layout_spec(struct snap_root *r, const struct snap_info *i, struct moun
         if (mount_spec_new(&spec) < 0)
                 return util_err_set(err, ENOMEM, "mount spec");
         b.spec = spec;
-        const char *um = label_get(i, SNAP_LABEL_UIDMAPPING);
-        const char *gm = label_get(i, SNAP_LABEL_GIDMAPPING);
-        const char *vo = label_get(i, SNAP_LABEL_VOLATILE);
+        const char *um = snap_info_label(i, SNAP_LABEL_UIDMAPPING);
+        const char *gm = snap_info_label(i, SNAP_LABEL_GIDMAPPING);
+        const char *vo = snap_info_label(i, SNAP_LABEL_VOLATILE);
         if (vo && strcmp(vo, "true") == 0)
                 b.volatile_opt = "volatile";
         if (um && !(b.uidmap = map_option("uidmap", um)))

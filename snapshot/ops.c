@@ -114,7 +114,10 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
         _cleanup_free_ char *tmp = NULL, *tmpl = NULL, *dir = NULL, *dst = NULL;
         struct snap_info info = {0};
         struct params p;
-        bool in_txn = false, moved = false, taken_spare = false;
+        bool in_txn = false, moved = false;
+        /* The image is a spare from the writable pool (already mounted,
+         * with a new upper/ and work/), not a template's clone. */
+        bool taken = false;
         int rc;
 
         if ((rc = snap_key_check(key, err)) < 0 ||
@@ -149,7 +152,6 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                 /* Overlay: an empty image with upper/ and work/ owned by the
                  * (mapped) root. Block: a whole filesystem, the parent's
                  * image cloned (its mount is idmapped instead: root 0:0). */
-                bool taken = false;
                 rc = tmp_name(r, ".img", &tmp, err);
                 if (rc >= 0 && block && parent && *parent) {
                         struct snap_info pi = {0};
@@ -163,10 +165,7 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                         snap_info_done(&pi);
                 } else if (rc >= 0 && !block &&
                            snap_pool_take(r, p.size, p.root_uid, p.root_gid, tmp) > 0) {
-                        /* A spare from the writable pool: already mounted,
-                         * with a new upper/ and work/. */
                         taken = true;
-                        taken_spare = true;
                 } else if (rc >= 0) {
                         _cleanup_free_ char *templates = snap_path(r, "templates");
                         rc = templates ? snap_image_template(templates, r->writable_fs, p.size,
@@ -246,7 +245,7 @@ fail:
         /* A spare taken from the writable pool goes back to it (or its
          * keeper is dropped): deleting it would leave the keeper mounting a
          * deleted file. */
-        if (tmp && taken_spare)
+        if (tmp && taken)
                 snap_pool_recycle(r, tmp);
         if (tmp && unlink(tmp) < 0)
                 snap_tree_remove(tmp);

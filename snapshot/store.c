@@ -57,6 +57,14 @@ enum snap_kind snap_kind_parse(const char *s)
         return SNAP_KIND_UNKNOWN;
 }
 
+const char *snap_info_label(const struct snap_info *i, const char *key)
+{
+        for (size_t k = 0; k < i->n_labels; k++)
+                if (strcmp(i->labels[k].key, key) == 0)
+                        return i->labels[k].value;
+        return NULL;
+}
+
 void snap_info_done(struct snap_info *i)
 {
         if (!i)

@@ -74,6 +74,8 @@ struct snap_info {
 
 /* Frees the members (not the struct) and zeroes it; NULL is fine. */
 void snap_info_done(struct snap_info *i);
+/* The value of label `key` of `i`, or NULL when it has none. */
+const char *snap_info_label(const struct snap_info *i, const char *key);
 /* Frees an array of `n` infos (snap_store_list); NULL is fine. */
 void snap_info_list_free(struct snap_info *list, size_t n);
 
