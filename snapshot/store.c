@@ -28,7 +28,7 @@
 #define STORE_APPLICATION_ID  0x4c534e50
 #define STORE_BUSY_MS_DEFAULT 10000
 /* A commit that finds the WAL longer than this (pages of 4 KiB) checkpoints
- * it; it also bounds what the next first opener replays. */
+ * it and truncates it; it also bounds what the next first opener replays. */
 #define STORE_WAL_CHECKPOINT_PAGES 32
 
 /* ---- kinds, info --------------------------------------------------------- */
@@ -756,6 +756,34 @@ static int create_file(const char *path, struct util_err *err)
         return util_open_regular(path, O_RDONLY, &fd, err);
 }
 
+/*
+ * After each commit (SQLite's wal hook): once the WAL holds
+ * STORE_WAL_CHECKPOINT_PAGES frames, copy them into the database and
+ * truncate the WAL to nothing. SQLite's own autocheckpoint (PASSIVE) is not
+ * enough here: it leaves the frames in the file for the next writer to
+ * overwrite, but a process that opens the database first rebuilds the WAL
+ * index from the file and counts every frame as not yet copied, so the WAL
+ * of a root used by short processes never restarts; it grows with every
+ * commit, and every first open replays all of it. Readers are not waited
+ * for (busy timeout 0 meanwhile): with one in the way the checkpoint copies
+ * what it can, and a later commit tries again.
+ */
+static int wal_hook(void *data, sqlite3 *db, const char *name, int frames)
+{
+        struct snap_store *s = data;
+        int logged = -1, copied = -1;
+
+        if (frames < STORE_WAL_CHECKPOINT_PAGES)
+                return SQLITE_OK;
+        (void)sqlite3_busy_timeout(db, 0);
+        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, &logged, &copied);
+        (void)sqlite3_busy_timeout(db, (int)s->busy_ms);
+        util_debug(UTIL_DBG_SNAP, "store '%s': checkpoint of %d WAL frames: %s", s->path, frames,
+                   rc == SQLITE_OK ? "truncated" : sqlite3_errstr(rc));
+        /* The commit happened whatever this says. */
+        return SQLITE_OK;
+}
+
 static int store_setup(struct snap_store *s, struct util_err *err)
 {
         int rc;
@@ -801,17 +829,17 @@ static int store_setup(struct snap_store *s, struct util_err *err)
          * write and fsync the database) and delete it again — four syncs
          * per process on top of its own commits. The WAL stays instead
          * (PERSIST_WAL) and is checkpointed by whichever commit finds it
-         * over STORE_WAL_CHECKPOINT_PAGES, not at every close. Durability
-         * is unchanged: a commit is in the WAL, synced as its transaction
-         * asks (FULL, or NORMAL for the relaxed ones: store.h); a later
-         * opener replays the WAL (bounded by the checkpoint size).
+         * over STORE_WAL_CHECKPOINT_PAGES (wal_hook), not at every close.
+         * Durability is unchanged: a commit is in the WAL, synced as its
+         * transaction asks (FULL, or NORMAL for the relaxed ones: store.h);
+         * a later opener replays the WAL (bounded by the checkpoint size).
          */
         int one = 1;
         if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one) != SQLITE_OK ||
-            sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL) != SQLITE_OK ||
-            sqlite3_wal_autocheckpoint(s->db, STORE_WAL_CHECKPOINT_PAGES) != SQLITE_OK)
+            sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL) != SQLITE_OK)
                 util_debug(UTIL_DBG_SNAP, "store '%s': keeping the WAL between opens: %s", s->path,
                            sqlite3_errmsg(s->db));
+        (void)sqlite3_wal_hook(s->db, wal_hook, s);
 
         return schema_migrate(s, err);
 }

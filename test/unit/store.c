@@ -380,6 +380,54 @@ Test(store_file, reopen_keeps_data)
         snap_info_done(&i);
 }
 
+/*
+ * Each open/close here is a short process's whole life (the hook's stages,
+ * snapctl): the last connection's close drops SQLite's WAL index, and the
+ * next open rebuilds it from the -wal file. The WAL must still be
+ * checkpointed and truncated now and then instead of growing with every
+ * commit (which it did with SQLite's own autocheckpoint).
+ */
+Test(store_file, wal_stays_bounded_across_short_connections)
+{
+        struct util_err err = {0};
+        char wal[160];
+        struct stat sb;
+        off_t most = 0;
+
+        snprintf(wal, sizeof(wal), "%s-wal", db);
+        /* One commit per connection, as a hook stage makes: a create, and
+         * for two keys in three a remove by the next connection. */
+        for (int i = 0; i < 250; i++) {
+                char key[32];
+                snprintf(key, sizeof(key), "k%d", i / 2);
+                cr_assert_eq(snap_store_open(db, &st, &err), 0, "open %d: %s", i, err.msg);
+                if (i % 2 == 0) {
+                        create_ok(SNAP_KIND_ACTIVE, key, NULL);
+                } else if ((i / 2) % 3 != 0) {
+                        struct snap_info gone = {0};
+                        cr_assert_eq(snap_store_remove(st, key, &gone, &err), 0, "remove %s: %s",
+                                     key, err.msg);
+                        snap_info_done(&gone);
+                }
+                st = snap_store_close(st);
+                cr_assert_eq(stat(wal, &sb), 0, "stat %s: %s", wal, strerror(errno));
+                if (sb.st_size > most)
+                        most = sb.st_size;
+        }
+        /* 32 frames of 4 KiB + 24 bytes trigger the checkpoint; one
+         * commit adds a handful more. Without checkpoints that restart the
+         * WAL, these commits leave several hundred. */
+        off_t bound = 32 + 64 * (4096 + 24);
+        cr_expect_leq(most, bound, "the WAL grew to %lld bytes (bound %lld)", (long long)most,
+                      (long long)bound);
+
+        cr_assert_eq(snap_store_open(db, &st, &err), 0, "%s", err.msg);
+        struct snap_info i = get_ok("k123");
+        cr_expect_eq(i.kind, SNAP_KIND_ACTIVE);
+        snap_info_done(&i);
+        cr_expect_eq(sql_int(db, "SELECT count(*) FROM snapshots"), 42);
+}
+
 Test(store_file, refuses_newer_foreign_and_odd_files)
 {
         struct util_err err = {0};
