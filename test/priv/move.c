@@ -156,6 +156,36 @@ Test(move, attach_a_detached_tree)
         cr_assert(is_mountpoint(priv_path("%s/a/sub", at)), "recursive clone attached whole");
 }
 
+/* What the hook needs in a container whose rootfsPropagation is shared: a
+ * mount under the staging point must not show up at the peers of the mount
+ * that contains it. */
+Test(move, containing_mount_made_private)
+{
+        struct util_err err = {0};
+        const char *a = priv_keep(priv_path("%s/shared-a", priv_tmpdir()));
+        const char *b = priv_keep(priv_path("%s/shared-b", priv_tmpdir()));
+
+        priv_require_loop();
+        tmpfs_at(a);
+        mkdir_p(b);
+        cr_assert_eq(mount(NULL, a, NULL, MS_SHARED, NULL), 0, "make %s shared: %m", a);
+        cr_assert_eq(mount(a, b, NULL, MS_BIND, NULL), 0, "bind %s: %m", a);
+        mkdir_p(priv_path("%s/d/before", a));
+        mkdir_p(priv_path("%s/d/at", a));
+        /* The control: while shared, a mount below a shows up in b. */
+        tmpfs_at(priv_path("%s/d/before", a));
+        cr_assert(is_mountpoint(priv_path("%s/d/before", b)), "a and b are peers");
+
+        cr_assert_eq(mount_make_containing_private(priv_path("%s/d/at", a), &err), 0, "%s",
+                     err.msg);
+        tmpfs_at(priv_path("%s/d/at", a));
+        cr_assert(is_mountpoint(priv_path("%s/d/at", a)));
+        cr_assert(!is_mountpoint(priv_path("%s/d/at", b)), "the mount propagated to a's peer");
+        /* The containing mount is a's, not one below or above it: b stays
+         * shared with nothing, the mount made before stays in both. */
+        cr_assert(is_mountpoint(priv_path("%s/d/before", b)));
+}
+
 Test(move, not_a_mount_point)
 {
         struct util_err err = {0};
