@@ -165,10 +165,9 @@ static void add_label(struct snap_label *l, size_t *n, const char *k, const char
 /* Stage part of createRuntime after the entry exists. *created says whether
  * this run prepared the snapshot; *attached whether the tree is at the
  * staging mount point in the container's namespace. */
-static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *created, bool *attached,
-                         struct util_err *err)
+static int runtime_stage(struct hook_input *in, struct snap_root *r, struct hook_entry *e,
+                         bool *created, bool *attached, struct util_err *err)
 {
-        _cleanup_(snap_root_closep) struct snap_root *r = NULL;
         _cleanup_(mount_engine_freep) struct mount_engine *eng = NULL;
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
         _cleanup_free_ char *point = hook_entry_mountpoint(in->id);
@@ -176,24 +175,12 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
          * attach (see below). */
         _cleanup_close_ int image_fd = -EBADF;
         _cleanup_close_ int tree = -EBADF, ns = -EBADF;
-        struct snap_root_opts ro = {.path = in->snap_root,
-                                    .no_activation_cache = in->no_cache,
-                                    .writable_pool = in->pool};
         struct snap_info info = {0};
         char nspath[64], loop_id[32], size[32];
         int rc;
 
         if (!point)
                 return util_err_set(err, ENOMEM, "createRuntime");
-        /* With the activation cache (the default), a prepare keeps the
-         * parent's committed layers mounted read-only at <root>/m/<id> in
-         * the host's namespace: they belong to the layers, not to this
-         * container (the next container on the same image clones them),
-         * and go with `snapctl cleanup` or the layer's removal. Annotation
-         * io.loopsnap.activation-cache=false: nothing stays mounted. */
-        if ((rc = snap_root_open(&ro, &r, err)) < 0)
-                return rc;
-
         rc = snap_stat(r, in->key, &info, err);
         if (rc == -ENOENT) {
                 struct snap_label labels[4];
@@ -217,10 +204,13 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
                 if (!in->keep)
                         add_label(labels, &n, SNAP_LABEL_VOLATILE, "true");
                 /* Owned before it exists: a hook killed during the prepare
-                 * leaves an entry the sweep releases, snapshot included. */
-                e->owned = true;
-                if ((rc = hook_entry_write(e, err)) < 0)
-                        return rc;
+                 * leaves an entry the sweep releases, snapshot included.
+                 * Usually the entry was created so (hook_create_runtime). */
+                if (!e->owned) {
+                        e->owned = true;
+                        if ((rc = hook_entry_write(e, err)) < 0)
+                                return rc;
+                }
                 rc = snap_prepare(r, in->key, in->parent, labels, n, &spec, err);
                 if (rc < 0) {
                         struct util_err ignore = {0};
@@ -232,6 +222,15 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
                 util_fault_point("hook-runtime-after-prepare");
                 rc = snap_stat(r, in->key, &info, err);
         } else if (rc >= 0) {
+                /* Prepared by someone else since hook_create_runtime looked:
+                 * not ours until the in-use check below says so. */
+                if (e->owned) {
+                        e->owned = false;
+                        if ((rc = hook_entry_write(e, err)) < 0) {
+                                snap_info_done(&info);
+                                return rc;
+                        }
+                }
                 if (info.kind == SNAP_KIND_COMMITTED) {
                         snap_info_done(&info);
                         return util_err_setx(err, EINVAL,
@@ -330,7 +329,9 @@ static int runtime_stage(struct hook_input *in, struct hook_entry *e, bool *crea
 
 int hook_create_runtime(struct hook_input *in, struct util_err *err)
 {
+        _cleanup_(snap_root_closep) struct snap_root *r = NULL;
         struct hook_entry e = {0};
+        struct snap_info info = {0};
         bool created = false, attached = false;
         int rc, lock;
 
@@ -352,6 +353,28 @@ int hook_create_runtime(struct hook_input *in, struct util_err *err)
         e.keep = in->keep;
         e.pool = in->pool;
 
+        /* With the activation cache (the default), a prepare keeps the
+         * parent's committed layers mounted read-only at <root>/m/<id> in
+         * the host's namespace: they belong to the layers, not to this
+         * container (the next container on the same image clones them),
+         * and go with `snapctl cleanup` or the layer's removal. Annotation
+         * io.loopsnap.activation-cache=false: nothing stays mounted. */
+        struct snap_root_opts ro = {.path = in->snap_root,
+                                    .no_activation_cache = in->no_cache,
+                                    .writable_pool = in->pool};
+        if ((rc = snap_root_open(&ro, &r, err)) < 0)
+                return rc;
+        /* A snapshot this run is about to prepare is owned from the first
+         * write of the entry (one write fewer than marking it later); the
+         * stage checks again, as a stale entry's release below may remove
+         * the snapshot seen here. */
+        rc = snap_stat(r, in->key, &info, err);
+        if (rc < 0 && rc != -ENOENT)
+                return rc;
+        util_err_clear(err);
+        snap_info_done(&info);
+        e.owned = rc == -ENOENT && in->parent;
+
         if ((lock = hook_lock(err)) < 0)
                 return lock;
         hook_sweep(sweep_report);
@@ -361,7 +384,7 @@ int hook_create_runtime(struct hook_input *in, struct util_err *err)
                 return rc;
         util_fault_point("hook-runtime-after-entry");
 
-        rc = runtime_stage(in, &e, &created, &attached, err);
+        rc = runtime_stage(in, r, &e, &created, &attached, err);
         if (rc < 0) {
                 /* crun runs no poststop after a failed create: undo here. */
                 _cleanup_free_ char *point = hook_entry_mountpoint(in->id);
