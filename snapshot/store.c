@@ -771,12 +771,11 @@ static int create_file(const char *path, struct util_err *err)
 static int wal_hook(void *data, sqlite3 *db, const char *name, int frames)
 {
         struct snap_store *s = data;
-        int logged = -1, copied = -1;
 
         if (frames < STORE_WAL_CHECKPOINT_PAGES)
                 return SQLITE_OK;
         (void)sqlite3_busy_timeout(db, 0);
-        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, &logged, &copied);
+        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         (void)sqlite3_busy_timeout(db, (int)s->busy_ms);
         util_debug(UTIL_DBG_SNAP, "store '%s': checkpoint of %d WAL frames: %s", s->path, frames,
                    rc == SQLITE_OK ? "truncated" : sqlite3_errstr(rc));
