@@ -74,13 +74,36 @@ size_t mount_engine_reused(const struct mount_engine *e)
         return __atomic_load_n(&e->reused, __ATOMIC_RELAXED);
 }
 
+size_t mount_engine_borrowed(const struct mount_engine *e)
+{
+        return __atomic_load_n(&e->borrowed, __ATOMIC_RELAXED);
+}
+
+size_t mount_engine_retried(const struct mount_engine *e)
+{
+        return __atomic_load_n(&e->retried, __ATOMIC_RELAXED);
+}
+
 size_t mount_engine_userns_cached(const struct mount_engine *e)
 {
         return idmap_cache_size(e->userns);
 }
 
-/* Marks in `used` every earlier mount that string `s` of mount `i` refers to. */
-static int mark_refs(const char *s, size_t i, bool *used, struct util_err *err)
+static bool is_layer_option(const char *opt)
+{
+        return strncmp(opt, "lowerdir=", 9) == 0 || strncmp(opt, "upperdir=", 9) == 0 ||
+               strncmp(opt, "workdir=", 8) == 0;
+}
+
+static bool is_idmap_option(const char *opt)
+{
+        return strncmp(opt, "uidmap=", 7) == 0 || strncmp(opt, "gidmap=", 7) == 0;
+}
+
+/* Marks in `used` every earlier mount that string `s` of mount `i` refers
+ * to; unless `layer_ref`, also clears their `borrow`. */
+static int mark_refs(const char *s, size_t i, bool layer_ref, bool *used, bool *borrow,
+                     struct util_err *err)
 {
         if (!mount_template_has(s))
                 return 0;
@@ -92,19 +115,38 @@ static int mark_refs(const char *s, size_t i, bool *used, struct util_err *err)
         if (r < 0)
                 return r;
         for (size_t k = 0; k < n; k++)
-                if (l[k].is_mount)
+                if (l[k].is_mount) {
                         used[l[k].index] = true;
+                        if (!layer_ref)
+                                borrow[l[k].index] = false;
+                }
         mount_layers_free(l, n);
         return 0;
 }
 
-static int find_intermediates(const struct mount_spec *spec, bool *used, struct util_err *err)
+/*
+ * `used`: the mounts a later mount refers to (intermediates). `borrow`: the
+ * intermediates referred to only as a layer (lowerdir=, upperdir=, workdir=)
+ * of overlays that are not id-mapped. Such an overlay clones each layer
+ * privately when it is created and never changes the mount it was given,
+ * so reuse may lend it an existing mount as it is (mount_engine_opts.reuse,
+ * `borrow`) instead of a detached clone.
+ */
+static int find_intermediates(const struct mount_spec *spec, bool *used, bool *borrow,
+                              struct util_err *err)
 {
+        for (size_t i = 0; i < spec->n; i++)
+                borrow[i] = true;
         for (size_t i = 0; i < spec->n; i++) {
                 const struct mount_entry *m = &spec->mounts[i];
-                int r = mark_refs(m->source, i, used, err);
+                bool overlay = strcmp(m->type, "overlay") == 0;
+                for (size_t k = 0; overlay && k < m->n_options; k++)
+                        if (is_idmap_option(m->options[k]))
+                                overlay = false;
+                int r = mark_refs(m->source, i, false, used, borrow, err);
                 for (size_t k = 0; r >= 0 && k < m->n_options; k++)
-                        r = mark_refs(m->options[k], i, used, err);
+                        r = mark_refs(m->options[k], i, overlay && is_layer_option(m->options[k]),
+                                      used, borrow, err);
                 if (r < 0)
                         return util_err_prefix(err, "mounts[%zu]", i);
         }
@@ -168,10 +210,14 @@ int mount_scratch_dir(struct mount_scratch *s, const char *name, char **ret, str
         return 0;
 }
 
-int mount_engine_apply(struct mount_engine *e, const struct mount_spec *spec, const char *target,
-                       const char *loop_id, int *ret_fd, struct util_err *err)
+/* One attempt at mount_engine_apply; `borrow`: whether reuse may lend
+ * existing mounts. Counts the mounts it borrowed in *borrowed. */
+static int apply_once(struct mount_engine *e, const struct mount_spec *spec, const char *target,
+                      const char *loop_id, bool borrow, int *ret_fd, size_t *borrowed,
+                      struct util_err *err)
 {
         _cleanup_free_ bool *intermediate = NULL;
+        _cleanup_free_ bool *lend = NULL;
         _cleanup_free_ char *abs_target = NULL;
         struct apply a = {.spec = spec, .scratch = {.base = e->scratch_dir}};
         size_t finals = 0;
@@ -182,8 +228,9 @@ int mount_engine_apply(struct mount_engine *e, const struct mount_spec *spec, co
         if (!target == !ret_fd)
                 return util_err_setx(err, EINVAL, "apply: give a target or ask for an fd");
         intermediate = calloc(spec->n, sizeof(bool));
+        lend = calloc(spec->n, sizeof(bool));
         a.done = calloc(spec->n, sizeof(*a.done));
-        if (!intermediate || !a.done) {
+        if (!intermediate || !lend || !a.done) {
                 free(a.done);
                 return util_err_set(err, ENOMEM, "apply");
         }
@@ -191,7 +238,7 @@ int mount_engine_apply(struct mount_engine *e, const struct mount_spec *spec, co
                 a.done[i].fd = -EBADF;
                 a.done[i].idmap_ns = -1;
         }
-        r = find_intermediates(spec, intermediate, err);
+        r = find_intermediates(spec, intermediate, lend, err);
         if (r < 0)
                 goto fail_early;
         for (size_t i = 0; i < spec->n; i++)
@@ -240,6 +287,7 @@ int mount_engine_apply(struct mount_engine *e, const struct mount_spec *spec, co
                 if (r >= 0) {
                         out->path = where;
                         out->on_target = !intermediate[i];
+                        out->may_borrow = borrow && intermediate[i] && lend[i] && !where;
                         if (strcmp(m->type, "overlay") == 0)
                                 r = mount_overlay_apply(e, spec, i, &o, a.done, &a.scratch, where,
                                                         out, err);
@@ -257,6 +305,7 @@ int mount_engine_apply(struct mount_engine *e, const struct mount_spec *spec, co
                                 util_err_prefix(err, "mounts[%zu]", i);
                 }
                 mount_opts_done(&o);
+                *borrowed += out->borrowed;
                 if (r < 0)
                         goto fail;
                 util_debug(UTIL_DBG_MOUNT, "mounts[%zu] %s %s", i, m->type,
@@ -273,5 +322,26 @@ fail:
         apply_cleanup(&a, true);
 fail_early:
         free(a.done);
+        return r;
+}
+
+int mount_engine_apply(struct mount_engine *e, const struct mount_spec *spec, const char *target,
+                       const char *loop_id, int *ret_fd, struct util_err *err)
+{
+        size_t borrowed = 0;
+        int r = apply_once(e, spec, target, loop_id, true, ret_fd, &borrowed, err);
+        if (r >= 0 || borrowed == 0)
+                return r;
+        /* A lent mount can go away before the overlay is created (its
+         * owner unmounted it): the kernel then refuses the layer. Once
+         * more with clones and fresh mounts only; that error is the one
+         * reported. */
+        util_debug(UTIL_DBG_MOUNT, "apply with %zu borrowed mounts failed (%s); again without",
+                   borrowed, err ? err->msg : "");
+        __atomic_fetch_add(&e->retried, 1, __ATOMIC_RELAXED);
+        struct util_err again = {0};
+        r = apply_once(e, spec, target, loop_id, false, ret_fd, &borrowed, &again);
+        if (err)
+                *err = again;
         return r;
 }

@@ -48,6 +48,8 @@ struct mount_applied {
         bool mounted;             /* something to undo on failure */
         int idmap_ns;             /* userns fd it was idmapped with in place; -1 */
         struct loop_device *loop; /* device the mount uses, released after mounting */
+        bool may_borrow;          /* in: only non-idmapped overlays use it, as a layer */
+        bool borrowed;            /* out: fd is an O_PATH fd of a mount reuse lent */
 };
 
 /*
@@ -74,9 +76,12 @@ struct mount_engine {
         char *loop_owner;
         char *scratch_dir;
         struct idmap_cache *userns;
-        int (*reuse)(void *data, const char *type, const char *source, bool rw, int *ret_fd);
+        int (*reuse)(void *data, const char *type, const char *source, bool rw, bool borrow,
+                     int *ret_fd);
         void *reuse_data;
-        size_t reused; /* atomic */
+        size_t reused;   /* atomic */
+        size_t borrowed; /* atomic */
+        size_t retried;  /* atomic */
 };
 
 /* Applies entry `i` of `spec`: overlay.c. `done[0..i-1]` are the earlier

@@ -324,15 +324,35 @@ fail:
         return util_err_prefix(err, "%s: %s on '%s'", what, type, source ? source : "");
 }
 
+/* Whether the mount of O_PATH fd `fd` has exactly the per-mount flags
+ * `o` asks for (no atime flag in the spec: relatime). */
+static bool flags_are(int fd, const struct mount_opts *o)
+{
+        const unsigned long mask = ST_RDONLY | ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME |
+                                   ST_NODIRATIME | ST_RELATIME;
+        const unsigned long atime = MS_NOATIME | MS_RELATIME | MS_STRICTATIME;
+        struct statfs sf;
+
+        if (fstatfs(fd, &sf) < 0)
+                return false;
+        /* ST_* and MS_* share these bit values, apart from relatime. */
+        unsigned long want = o->flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC |
+                                         MS_NODIRATIME | MS_NOATIME);
+        if ((o->flags & MS_RELATIME) || !(o->flags & atime))
+                want |= ST_RELATIME;
+        return ((unsigned long)sf.f_flags & mask) == want;
+}
+
 /*
  * A loop image that is already mounted somewhere the engine's owner vouches
  * for (mount_engine_opts.reuse: a committed layer's activation, read-only,
- * or a writable image's keeper): clone that mount and give the clone the
- * spec's per-mount flags and id mapping. The kernel would have joined the
- * same superblock anyway (one bdev, one superblock), so the result is the
- * mount a fresh attach would have made, minus the device lookup and the fs
- * context. Returns 1 when done, 0 when there is nothing
- * to reuse, or -errno.
+ * or a writable image's keeper). Where only overlays that clone their
+ * layers use it (out->may_borrow), that mount itself, when its flags are
+ * the spec's; otherwise a clone of it, given the spec's per-mount flags and
+ * id mapping. The kernel would have joined the same superblock anyway (one
+ * bdev, one superblock), so the result is the mount a fresh attach would
+ * have made, minus the device lookup and the fs context. Returns 1 when
+ * done, 0 when there is nothing to reuse, or -errno.
  */
 static int reuse_mount(struct mount_engine *e, const char *type, const char *source,
                        const struct mount_opts *o, const char *what, const char *where,
@@ -340,9 +360,26 @@ static int reuse_mount(struct mount_engine *e, const char *type, const char *sou
 {
         _cleanup_close_ int fd = -EBADF;
         bool rw = !(o->flags & MS_RDONLY);
+        bool borrow = out->may_borrow && !where && !o->uidmap && !o->gidmap;
 
-        if (e->reuse(e->reuse_data, type, source, rw, &fd) <= 0 || fd < 0)
+        int got = e->reuse(e->reuse_data, type, source, rw, borrow, &fd);
+        if (got == 2 && !(borrow && fd >= 0 && flags_are(fd, o))) {
+                util_closep(&fd);
+                fd = -EBADF;
+                got = e->reuse(e->reuse_data, type, source, rw, false, &fd);
+                if (got == 2) /* lent although not asked to: not used */
+                        return 0;
+        }
+        if (got <= 0 || fd < 0)
                 return 0;
+        if (got == 2) {
+                util_debug(UTIL_DBG_MOUNT, "%s: borrowed a mount of '%s'", what, source);
+                __atomic_fetch_add(&e->reused, 1, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&e->borrowed, 1, __ATOMIC_RELAXED);
+                out->borrowed = true;
+                out->fd = TAKE_FD(fd);
+                return 1;
+        }
         /* Exactly the spec's flags: whatever the cached mount carries
          * beyond them is cleared (no atime flag in the spec: relatime). */
         const unsigned long long all = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |

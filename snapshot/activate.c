@@ -168,6 +168,10 @@ bool snap_mount_backed_by(int fd, const char *type, const struct stat *want)
         if (magic == 0 || statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) < 0 ||
             fstatfs(fd, &sf) < 0 || (unsigned long)sf.f_type != magic)
                 return false;
+        /* A directory, not a mount on it (kernels that can tell). */
+        if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+            !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+                return false;
         snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/loop/backing_file", stx.stx_dev_major,
                  stx.stx_dev_minor);
         if (util_read_small_file(sys, backing, sizeof(backing)) < 0)
@@ -176,15 +180,25 @@ bool snap_mount_backed_by(int fd, const char *type, const struct stat *want)
         return stat(backing, &got) == 0 && want->st_dev == got.st_dev && want->st_ino == got.st_ino;
 }
 
+int snap_open_mount(const char *point, bool borrow)
+{
+        if (borrow)
+                return open(point, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return open_tree(AT_FDCWD, point,
+                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+}
+
 /*
  * mount_engine_opts.reuse for this root's engines: when `source` is the
  * image of committed layer <id> and m/<id> is a mount of exactly that image,
- * a detached clone of it. "Exactly": the clone's filesystem has the
- * layer's type, lives on a loop device, and the kernel says that device's
- * backing file is `source` (same st_dev and st_ino). A foreign or stale
- * mount at m/<id> fails a check and the engine mounts the image itself.
+ * that mount (lent, `borrow`) or a detached clone of it. "Exactly": the
+ * filesystem has the layer's type, lives on a loop device, and the kernel
+ * says that device's backing file is `source` (same st_dev and st_ino). A
+ * foreign or stale mount at m/<id> fails a check and the engine mounts the
+ * image itself.
  */
-static int activation_reuse(void *data, const char *type, const char *source, bool rw, int *ret_fd)
+static int activation_reuse(void *data, const char *type, const char *source, bool rw, bool borrow,
+                            int *ret_fd)
 {
         struct snap_root *r = data;
         int64_t id;
@@ -193,24 +207,21 @@ static int activation_reuse(void *data, const char *type, const char *source, bo
 
         if (rw)
                 return snap_pool_is_writable_image(r, type, source)
-                               ? snap_pool_reuse(r, source, ret_fd)
+                               ? snap_pool_reuse(r, source, borrow, ret_fd)
                                : 0;
         id = layer_id_of(r, source);
         if (id < 0 || fs_magic(type) == 0 || strcmp(type, snap_committed_type(r)) != 0)
                 return 0;
         if (snprintf(point, sizeof(point), "%s/m/%" PRId64, r->path, id) >= (int)sizeof(point))
                 return 0;
-        if (!is_mount_root(point))
-                return 0;
-        _cleanup_close_ int fd = open_tree(
-                AT_FDCWD, point, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
-        /* The device and type are checked on the clone itself: what is
-         * checked is what is used (had m/<id> been unmounted since, the
-         * clone is of the directory, on the host's device, and fails). */
+        _cleanup_close_ int fd = snap_open_mount(point, borrow);
+        /* What is checked is what is used: the clone itself, or the mount
+         * the O_PATH fd holds (had m/<id> been unmounted since, either is
+         * the directory, on the host's device, and fails). */
         if (fd < 0 || stat(source, &want) < 0 || !snap_mount_backed_by(fd, type, &want))
                 return 0;
         *ret_fd = TAKE_FD(fd);
-        return 1;
+        return borrow ? 2 : 1;
 }
 
 void snap_root_engine_opts(struct snap_root *r, struct mount_engine_opts *o)

@@ -106,7 +106,7 @@ static int keeper_mount(struct snap_root *r, const char *img, const struct stat 
         return rc;
 }
 
-int snap_pool_reuse(struct snap_root *r, const char *source, int *ret_fd)
+int snap_pool_reuse(struct snap_root *r, const char *source, bool borrow, int *ret_fd)
 {
         struct stat st;
 
@@ -116,11 +116,10 @@ int snap_pool_reuse(struct snap_root *r, const char *source, int *ret_fd)
         if (!point)
                 return 0;
         for (int attempt = 0; attempt < 2; attempt++) {
-                _cleanup_close_ int fd = open_tree(
-                        AT_FDCWD, point, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+                _cleanup_close_ int fd = snap_open_mount(point, borrow);
                 if (fd >= 0 && keeper_ok(r, fd, &st)) {
                         *ret_fd = TAKE_FD(fd);
-                        return 1;
+                        return borrow ? 2 : 1;
                 }
                 /* No keeper: make one only when the pool is on (a keeper
                  * made now is what makes the stop and the next start cheap). */

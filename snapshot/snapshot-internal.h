@@ -58,15 +58,18 @@ bool snap_is_active(struct snap_root *r, int64_t id);
  * filesystem on a loop device whose backing file is `want` (st_dev and
  * st_ino, as the kernel reports the device's backing file). */
 bool snap_mount_backed_by(int fd, const char *type, const struct stat *want);
+/* The mount at `point`: an O_PATH fd of its root when `borrow` (the engine
+ * lends it to an overlay as it is), else a detached clone; -1 on error. */
+int snap_open_mount(const char *point, bool borrow);
 
 /* The writable pool (pool.c). Whether `source` as `type` is an active
  * snapshot's writable image of this root (snapshots/<id>/fs.img, overlay
  * layout with an image upper). */
 bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, const char *source);
 /* The reuse callback's read-write half: a verified clone of the keeper of
- * `source` in *ret_fd (1), mounting the keeper first when the pool is on;
- * 0 when there is none. */
-int snap_pool_reuse(struct snap_root *r, const char *source, int *ret_fd);
+ * `source` in *ret_fd (1), or the keeper itself when `borrow` (2),
+ * mounting the keeper first when the pool is on; 0 when there is none. */
+int snap_pool_reuse(struct snap_root *r, const char *source, bool borrow, int *ret_fd);
 /* Prepare: renames a spare of this root's writable fs and `size` to `dst`
  * and gives it new upper/ and work/ owned by uid:gid. 1 when taken, 0 when
  * the pool had none. */

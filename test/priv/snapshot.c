@@ -18,6 +18,8 @@
 #include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -2104,21 +2106,138 @@ Test(snapshot, activation_is_only_a_cache)
 /* Mounts(key) applied onto a fresh target through an engine made with the
  * root's options (what snapctl, the ABI and the hook use); returns how many
  * mounts were clones of activations. */
-static const char *mount_key_reusing(struct snap_root *r, const char *key, size_t *ret_reused)
+static size_t last_retried;
+
+static const char *mount_key_engine(struct snap_root *r, const char *key,
+                                    const struct mount_engine_opts *eo, size_t *ret_reused,
+                                    size_t *ret_borrowed)
 {
-        struct mount_engine_opts eo;
         struct mount_engine *e = NULL;
         struct util_err err = {0};
         const char *t = priv_keep(priv_path("%s/t%u", priv_tmpdir(), n_targets++));
 
-        snap_root_engine_opts(r, &eo);
-        cr_assert_eq(mount_engine_new(&eo, &e, &err), 0, "%s", err.msg);
+        cr_assert_eq(mount_engine_new(eo, &e, &err), 0, "%s", err.msg);
         cr_assert_eq(mkdir(t, 0755), 0, "mkdir %s: %m", t);
         int rc = mount_engine_apply(e, mounts_ok(r, key), t, NULL, NULL, &err);
         cr_assert_eq(rc, 0, "mount '%s': %d %s", key, rc, err.msg);
         *ret_reused = mount_engine_reused(e);
+        if (ret_borrowed)
+                *ret_borrowed = mount_engine_borrowed(e);
+        last_retried = mount_engine_retried(e);
         mount_engine_free(e);
         return t;
+}
+
+static const char *mount_key_reusing(struct snap_root *r, const char *key, size_t *ret_reused)
+{
+        struct mount_engine_opts eo;
+        snap_root_engine_opts(r, &eo);
+        return mount_key_engine(r, key, &eo, ret_reused, NULL);
+}
+
+/* The per-mount flags of the mount at `path` (statfs f_flags, ST_*). */
+static unsigned long mount_flags_at(const char *path)
+{
+        struct statfs sf;
+        cr_assert_eq(statfs(path, &sf), 0, "statfs %s: %m", path);
+        return (unsigned long)sf.f_flags &
+               (ST_RDONLY | ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_RELATIME);
+}
+
+/* Layers of an overlay that is not id-mapped are lent as they are (the
+ * overlay clones them privately): no clone per layer, and the activation
+ * keeps its flags. An activation whose flags are not the spec's is cloned
+ * and the clone given the spec's flags; the activation is not touched. */
+Test(snapshot, activations_are_lent_to_overlays)
+{
+        if (variant_is("block"))
+                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
+        struct snap_root *r = open_root();
+        size_t reused = 0, borrowed = 0;
+        struct mount_engine_opts eo;
+        committed_with(r, "c1", NULL, "f1", "1");
+        committed_with(r, "c2", "c1", "f2", "2");
+        prepare(r, "a", "c2");
+        prepare(r, "b", "c2");
+        const char *m1 = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c1")->id);
+        const char *m2 = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c2")->id);
+        unsigned long f1 = mount_flags_at(m1);
+        cr_assert(f1 & ST_RDONLY, "an activation is read-only");
+
+        snap_root_engine_opts(r, &eo);
+        const char *t = mount_key_engine(r, "a", &eo, &reused, &borrowed);
+        cr_assert_geq(borrowed, 2, "both layers lent, %zu were", borrowed);
+        cr_assert_eq(last_retried, 0);
+        cr_assert_eq(reused, borrowed, "%zu reused, %zu lent", reused, borrowed);
+        expect_content(t, "f1", "1");
+        expect_content(t, "f2", "2");
+        cr_assert_eq(mount_flags_at(m1), f1, "the lent activation keeps its flags");
+        unmount(t);
+        cr_assert(activated(r, "c1") && activated(r, "c2"), "the activations stay");
+
+        /* m/<c2> made nosuid behind the root's back: not the spec's flags,
+         * so a clone is used; m/<c2> stays nosuid. */
+        cr_assert_eq(mount(NULL, m2, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, NULL), 0,
+                     "%m");
+        t = mount_key_engine(r, "b", &eo, &reused, &borrowed);
+        cr_assert_eq(borrowed, 1, "only c1's activation lent, %zu were", borrowed);
+        cr_assert_geq(reused, 2, "c2's activation cloned instead");
+        expect_content(t, "f2", "2");
+        cr_assert_eq(mount_flags_at(m2) & ST_NOSUID, ST_NOSUID, "m/<c2> left as it was");
+        unmount(t);
+        no_devices_left(r);
+}
+
+/* A reuse callback that lends a mount and then has it unmounted under the
+ * engine (what a concurrent deactivation does between the two). */
+static struct mount_engine_opts racy_inner;
+static unsigned racy_unmounted;
+
+static int racy_reuse(void *data, const char *type, const char *source, bool rw, bool borrow,
+                      int *ret_fd)
+{
+        int got = racy_inner.reuse(data, type, source, rw, borrow, ret_fd);
+        if (got == 2) {
+                char mnt[PATH_MAX];
+                snprintf(mnt, sizeof(mnt), "/proc/self/fd/%d", *ret_fd);
+                char point[PATH_MAX];
+                ssize_t n = readlink(mnt, point, sizeof(point) - 1);
+                cr_assert_gt(n, 0, "%m");
+                point[n] = 0;
+                cr_assert_eq(umount2(point, MNT_DETACH), 0, "unmount %s: %m", point);
+                racy_unmounted++;
+        }
+        return got;
+}
+
+/* A lent mount unmounted before the overlay exists: the kernel refuses the
+ * layer, and the engine applies the spec once more without borrowing
+ * (here: mounting the layer images itself). Nothing is left behind. */
+Test(snapshot, lent_mount_gone_before_the_overlay)
+{
+        if (variant_is("block"))
+                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
+        struct snap_root *r = open_root();
+        size_t reused = 0, borrowed = 0;
+        struct mount_engine_opts eo;
+        committed_with(r, "c1", NULL, "f1", "1");
+        committed_with(r, "c2", "c1", "f2", "2");
+        prepare(r, "a", "c2");
+        cr_assert(activated(r, "c1") && activated(r, "c2"));
+
+        snap_root_engine_opts(r, &racy_inner);
+        eo = racy_inner;
+        eo.reuse = racy_reuse;
+        racy_unmounted = 0;
+        const char *t = mount_key_engine(r, "a", &eo, &reused, &borrowed);
+        cr_assert_geq(racy_unmounted, 1, "the test unmounted a lent mount");
+        cr_assert_eq(borrowed, racy_unmounted, "%zu lent", borrowed);
+        cr_assert_eq(last_retried, 1, "the overlay refused the gone layer; applied again");
+        expect_content(t, "f1", "1");
+        expect_content(t, "f2", "2");
+        unmount(t);
+        cr_assert_not(activated(r, "c1"), "the test's unmount took");
+        no_devices_left(r);
 }
 
 /* The root's engines clone an activation instead of mounting the layer
