@@ -13,7 +13,8 @@
  * file. The record is only a hint: the device it names is opened and
  * verified exactly as a scanned one would be (below), and a record that no
  * longer matches (autoclear freed the device, someone else reused it) is
- * deleted. Correctness never depends on it: a missing record only costs a
+ * written over by the attach that follows, or removed by loop_share_sweep
+ * (snapctl cleanup, fsck --repair). Correctness never depends on it: a missing record only costs a
  * second device for the same image. Where the registry directory cannot be
  * made (read-only /run), or LOOPSNAP_LOOP_SHARE_DIR is set to "", the lookup
  * scans /sys/block instead.
@@ -202,8 +203,9 @@ int loop_share_find(const struct stat *backing, const struct loop_attach_opts *o
         if (sscanf(buf, "%d %" SCNu64, &nr, &seq) == 2 && nr >= 0 &&
             share_open_verified(nr, backing, opts, seq, ret) == 0)
                 return 1;
+        /* Left in place: the attach that follows writes over it (see
+         * loop_share_record), and a sweep removes one nobody rewrites. */
         util_debug(UTIL_DBG_LOOP, "stale share record '%s' (%s)", path, buf);
-        (void)unlink(path);
         return 0;
 }
 
@@ -211,19 +213,26 @@ void loop_share_record(const struct stat *backing, const struct loop_attach_opts
                        const struct loop_device *d)
 {
         const char *dir = registry_dir();
-        char path[PATH_MAX], tmp[PATH_MAX + 16], line[64];
+        char path[PATH_MAX], line[64];
 
         if (!dir || registry_ensure(dir) < 0 ||
             registry_path(path, sizeof(path), dir, backing, opts) < 0)
                 return;
-        /* Write a new file and rename it over the record: a reader never
-         * sees half a record, and a crash leaves at most a .new-* file. */
-        snprintf(tmp, sizeof(tmp), "%s.new-%d", path, (int)getpid());
+        /*
+         * Written in place, over a stale record of the same key if there is
+         * one: every reader and writer of records holds the loop-control
+         * lock, so no one sees the file between the write and the truncate.
+         * A crash in between leaves a torn record, which names no live device
+         * with that disk sequence number and so is stale like any other.
+         * (Replacing the file, by a new one renamed over it, costs two
+         * directory operations per layer: ~0.4 ms where /run is not a tmpfs.)
+         */
         int len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n", d->nr, d->diskseq);
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0 || write(fd, line, (size_t)len) != len || rename(tmp, path) < 0) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 || pwrite(fd, line, (size_t)len, 0) != len || ftruncate(fd, len) < 0) {
                 util_debug(UTIL_DBG_LOOP, "share record '%s': %s", path, strerror(errno));
-                (void)unlink(tmp);
+                if (fd >= 0)
+                        (void)unlink(path);
         }
 }
 

@@ -256,11 +256,31 @@ Test(loop, shared_record_is_only_a_hint)
         release(b);
         release(c);
         release(x);
-        /* The record now names a device autoclear freed: not trusted either. */
+        /* The record now names a device autoclear freed: not trusted either.
+         * Made longer than any real record, so the rewrite must cut it. */
+        fp = fopen(rec, "a");
+        cr_assert(fp);
+        fprintf(fp, "%0200d\n", 7);
+        cr_assert_eq(fclose(fp), 0, "%m");
+        struct stat rec_before, rec_after;
+        cr_assert_eq(stat(rec, &rec_before), 0, "%m");
         struct loop_device *d = attach_ok(img, priv_opts(f, "r"));
         cr_assert_not(loop_device_is_shared_reuse(d));
         cr_assert_eq(loop_device_query(d, &s, &err), 0, "%s", err.msg);
         cr_assert(s.backing_dev == st.st_dev && s.backing_ino == st.st_ino);
+        /* The stale record is rewritten in place (no new file) and names
+         * exactly the new device. */
+        cr_assert_eq(stat(rec, &rec_after), 0, "%m");
+        cr_assert_eq(rec_after.st_ino, rec_before.st_ino, "the record file was replaced");
+        char whole[512], want[64];
+        fp = fopen(rec, "r");
+        cr_assert(fp, "%m");
+        size_t got = fread(whole, 1, sizeof(whole) - 1, fp);
+        (void)fclose(fp); /* read only */
+        whole[got] = 0;
+        snprintf(want, sizeof(want), "%d %llu\n", loop_device_get_nr(d),
+                 (unsigned long long)loop_device_get_diskseq(d));
+        cr_assert_str_eq(whole, want, "the rewritten record");
         release(d);
 }
 
