@@ -180,6 +180,47 @@ bool snap_mount_backed_by(int fd, const char *type, const struct stat *want)
         return stat(backing, &got) == 0 && want->st_dev == got.st_dev && want->st_ino == got.st_ino;
 }
 
+#ifndef STATX_MNT_ID_UNIQUE
+#define STATX_MNT_ID_UNIQUE 0x4000U
+#endif
+
+/* The unique id of the mount whose root `fd` is (never reused while the
+ * system runs), or 0 when the kernel has none or `fd` is no mount root. */
+static uint64_t mount_unique_id(int fd)
+{
+        struct statx stx;
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) < 0 ||
+            !(stx.stx_mask & STATX_MNT_ID_UNIQUE) ||
+            !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+            !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+                return 0;
+        return stx.stx_mnt_id;
+}
+
+bool snap_mount_backed_by_cached(struct snap_root *r, int fd, const char *type,
+                                 const struct stat *want)
+{
+        uint64_t mnt = mount_unique_id(fd);
+        struct snap_verified *v = &r->verified[mnt % SNAP_VERIFIED_SLOTS];
+        bool hit;
+
+        if (mnt == 0)
+                return snap_mount_backed_by(fd, type, want);
+        pthread_mutex_lock(&r->verified_lock);
+        hit = v->mnt_id == mnt && v->dev == want->st_dev && v->ino == want->st_ino;
+        pthread_mutex_unlock(&r->verified_lock);
+        /* The same mount is the same superblock on the same device, whose
+         * backing file was `want`; and the type went with the check. */
+        if (hit)
+                return true;
+        if (!snap_mount_backed_by(fd, type, want))
+                return false;
+        pthread_mutex_lock(&r->verified_lock);
+        *v = (struct snap_verified){.mnt_id = mnt, .dev = want->st_dev, .ino = want->st_ino};
+        pthread_mutex_unlock(&r->verified_lock);
+        return true;
+}
+
 int snap_open_mount(const char *point, bool borrow)
 {
         if (borrow)
@@ -218,7 +259,10 @@ static int activation_reuse(void *data, const char *type, const char *source, bo
         /* What is checked is what is used: the clone itself, or the mount
          * the O_PATH fd holds (had m/<id> been unmounted since, either is
          * the directory, on the host's device, and fails). */
-        if (fd < 0 || stat(source, &want) < 0 || !snap_mount_backed_by(fd, type, &want))
+        if (fd < 0 || stat(source, &want) < 0)
+                return 0;
+        if (!(borrow ? snap_mount_backed_by_cached(r, fd, type, &want)
+                     : snap_mount_backed_by(fd, type, &want)))
                 return 0;
         *ret_fd = TAKE_FD(fd);
         return borrow ? 2 : 1;

@@ -117,7 +117,8 @@ int snap_pool_reuse(struct snap_root *r, const char *source, bool borrow, int *r
                 return 0;
         for (int attempt = 0; attempt < 2; attempt++) {
                 _cleanup_close_ int fd = snap_open_mount(point, borrow);
-                if (fd >= 0 && keeper_ok(r, fd, &st)) {
+                if (fd >= 0 && (borrow ? snap_mount_backed_by_cached(r, fd, r->writable_fs, &st)
+                                       : keeper_ok(r, fd, &st))) {
                         *ret_fd = TAKE_FD(fd);
                         return borrow ? 2 : 1;
                 }

@@ -217,6 +217,7 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
         if (!r)
                 return util_err_set(err, ENOMEM, "open root");
         r->lock_fd = -EBADF;
+        pthread_mutex_init(&r->verified_lock, NULL);
         /* Say what is missing before anything is created. */
         if (o->layout != SNAP_LAYOUT_OVERLAY && o->layout != SNAP_LAYOUT_BLOCK)
                 return util_err_setx(err, EINVAL, "unknown layout %d", (int)o->layout);
@@ -318,6 +319,7 @@ struct snap_root *snap_root_close(struct snap_root *r)
         free(r->path);
         free(r->writable_fs);
         free(r->committed_format);
+        pthread_mutex_destroy(&r->verified_lock);
         free(r);
         return NULL;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "mount/mount.h"
@@ -10,6 +11,15 @@
 #include "snapshot/snapshot.h"
 
 UTIL_DEFINE_FREE_FUNC(DIR, closedir)
+
+/* A mount at m/<id> or w/<ino> this process has checked (activate.c):
+ * the kernel's unique id of the mount, and the image it is backed by. */
+struct snap_verified {
+        uint64_t mnt_id; /* STATX_MNT_ID_UNIQUE; 0: empty slot */
+        dev_t dev;
+        ino_t ino;
+};
+#define SNAP_VERIFIED_SLOTS 128
 
 struct snap_root {
         char *path;
@@ -27,6 +37,8 @@ struct snap_root {
         unsigned pool_max;      /* spare writable images kept (pool.c); 0: off */
         bool pool_quiet;        /* the root engine is mounting a keeper / measuring */
         char owner[24];         /* loop tag owner of this root */
+        pthread_mutex_t verified_lock;
+        struct snap_verified verified[SNAP_VERIFIED_SLOTS]; /* by mount id, direct-mapped */
 };
 
 /* "<root>/<fmt...>" into a malloc'ed string; NULL on ENOMEM. */
@@ -58,6 +70,11 @@ bool snap_is_active(struct snap_root *r, int64_t id);
  * filesystem on a loop device whose backing file is `want` (st_dev and
  * st_ino, as the kernel reports the device's backing file). */
 bool snap_mount_backed_by(int fd, const char *type, const struct stat *want);
+/* snap_mount_backed_by for an O_PATH fd of a mount's root, remembered by the
+ * mount's unique id (Linux 6.8): a mount checked once is not checked again
+ * while it stays the same mount and `want` the same file. */
+bool snap_mount_backed_by_cached(struct snap_root *r, int fd, const char *type,
+                                 const struct stat *want);
 /* The mount at `point`: an O_PATH fd of its root when `borrow` (the engine
  * lends it to an overlay as it is), else a detached clone; -1 on error. */
 int snap_open_mount(const char *point, bool borrow);
