@@ -116,12 +116,9 @@ int snap_pool_reuse(struct snap_root *r, const char *source, bool borrow, int *r
         if (!point)
                 return 0;
         for (int attempt = 0; attempt < 2; attempt++) {
-                _cleanup_close_ int fd = snap_open_mount(point, borrow);
-                if (fd >= 0 && (borrow ? snap_mount_backed_by_cached(r, fd, r->writable_fs, &st)
-                                       : keeper_ok(r, fd, &st))) {
-                        *ret_fd = TAKE_FD(fd);
-                        return borrow ? 2 : 1;
-                }
+                int got = snap_take_mount(r, point, r->writable_fs, &st, borrow, ret_fd);
+                if (got > 0)
+                        return got;
                 /* No keeper: make one only when the pool is on (a keeper
                  * made now is what makes the stop and the next start cheap). */
                 if (attempt > 0 || r->pool_max == 0)

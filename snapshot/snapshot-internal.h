@@ -75,9 +75,12 @@ bool snap_mount_backed_by(int fd, const char *type, const struct stat *want);
  * while it stays the same mount and `want` the same file. */
 bool snap_mount_backed_by_cached(struct snap_root *r, int fd, const char *type,
                                  const struct stat *want);
-/* The mount at `point`: an O_PATH fd of its root when `borrow` (the engine
- * lends it to an overlay as it is), else a detached clone; -1 on error. */
-int snap_open_mount(const char *point, bool borrow);
+/* When the mount at `point` is a `type` filesystem backed by image `want`
+ * (snap_mount_backed_by_cached): an O_PATH fd of its root when `borrow` (the
+ * engine lends it to an overlay as it is; returns 2), else a detached clone
+ * of it (1). 0 when there is no such mount. */
+int snap_take_mount(struct snap_root *r, const char *point, const char *type,
+                    const struct stat *want, bool borrow, int *ret_fd);
 
 /* The writable pool (pool.c). Whether `source` as `type` is an active
  * snapshot's writable image of this root (snapshots/<id>/fs.img, overlay
