@@ -108,6 +108,16 @@ static void *activate_worker(void *data)
         return NULL;
 }
 
+/* Threads to start besides the caller's for `n` layers: two layers a
+ * thread at least (a thread costs ~30 us to start). */
+static size_t activate_helpers(size_t n)
+{
+        size_t threads = n / 2;
+        if (threads > ACTIVATE_THREADS)
+                threads = ACTIVATE_THREADS;
+        return threads > 1 ? threads - 1 : 0;
+}
+
 void snap_activate(struct snap_root *r, const int64_t *ids, size_t n)
 {
         _cleanup_free_ int64_t *todo = NULL;
@@ -129,11 +139,10 @@ void snap_activate(struct snap_root *r, const int64_t *ids, size_t n)
                 if (!snap_is_active(r, ids[k]))
                         todo[n_todo++] = ids[k];
         struct activate_job job = {.r = r, .ids = todo, .n = n_todo};
-        /* Two layers a thread at least: a thread costs ~30 us to start. */
-        size_t want = n_todo / 2 < ACTIVATE_THREADS ? n_todo / 2 : ACTIVATE_THREADS;
-        for (; started + 1 < want; started++)
-                if (pthread_create(&threads[started], NULL, activate_worker, &job) != 0)
-                        break;
+        size_t helpers = activate_helpers(n_todo);
+        while (started < helpers &&
+               pthread_create(&threads[started], NULL, activate_worker, &job) == 0)
+                started++;
         activate_worker(&job);
         for (size_t k = 0; k < started; k++)
                 pthread_join(threads[k], NULL);
