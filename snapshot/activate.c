@@ -126,16 +126,16 @@ void snap_activate(struct snap_root *r, const int64_t *ids, size_t n)
 
         if (!r->activation || n == 0)
                 return;
-        for (size_t k = 0; k < n; k++)
-                if (!snap_is_active(r, ids[k]))
-                        break;
-                else if (k + 1 == n)
-                        return; /* all there: the warm path, no lock */
+        size_t k = 0;
+        while (k < n && snap_is_active(r, ids[k]))
+                k++;
+        if (k == n)
+                return; /* all there: the warm path, no lock */
         todo = malloc(n * sizeof(*todo));
         if (!todo || flock(r->m_lock_fd, LOCK_EX) < 0)
                 return;
         /* Under the lock, again: another process may have made some. */
-        for (size_t k = 0; k < n; k++)
+        for (k = 0; k < n; k++)
                 if (!snap_is_active(r, ids[k]))
                         todo[n_todo++] = ids[k];
         struct activate_job job = {.r = r, .ids = todo, .n = n_todo};
@@ -144,7 +144,7 @@ void snap_activate(struct snap_root *r, const int64_t *ids, size_t n)
                pthread_create(&threads[started], NULL, activate_worker, &job) == 0)
                 started++;
         activate_worker(&job);
-        for (size_t k = 0; k < started; k++)
+        for (k = 0; k < started; k++)
                 pthread_join(threads[k], NULL);
         (void)flock(r->m_lock_fd, LOCK_UN);
 }
