@@ -114,7 +114,9 @@ say "unmount and clean up"
 snap umount --all "$mnt"
 snap rm demo-ctr
 echo "the image's layers stay mounted read-only under the root's m/ (activation"
-echo "cache: the next container starts faster); cleanup drops what nobody stacks:"
+echo "cache), and the container's emptied writable image stays attached as a"
+echo "spare in pool/ (writable pool): the next container starts faster. cleanup"
+echo "drops the spares and the layers nobody stacks:"
 snap loops
 snap cleanup
 snap loops

@@ -53,7 +53,7 @@ extern "C" {
 
 #define LOOPSNAP_ABI_MAJOR 1
 /* Raised when the table gains operations or a struct gains fields. */
-#define LOOPSNAP_ABI_MINOR 0
+#define LOOPSNAP_ABI_MINOR 1
 
 /* The entry symbol and the file a host loads. */
 #define LOOPSNAP_ENTRY_SYMBOL "loopsnap_plugin_v1"
@@ -150,9 +150,15 @@ enum loopsnap_root_flags {
         LOOPSNAP_ROOT_UPPER_DIR = 1u << 0,
         /* The writable pool: keep up to 4 emptied writable images of removed
          * active snapshots attached and mounted for the next prepares
-         * (faster container starts and stops; docs/snapshot.md). Per open,
-         * not recorded; ignored by the block layout and UPPER_DIR roots. */
+         * (faster container starts and stops; docs/snapshot.md). On by
+         * default since 1.1 (this flag asks for it explicitly, as 1.0 had
+         * to). Per open, not recorded; ignored by the block layout and
+         * UPPER_DIR roots. */
         LOOPSNAP_ROOT_WRITABLE_POOL = 1u << 1,
+        /* No writable pool: every removed active snapshot's image is
+         * unmounted, detached and deleted at once. Invalid with
+         * LOOPSNAP_ROOT_WRITABLE_POOL. */
+        LOOPSNAP_ROOT_NO_WRITABLE_POOL = 1u << 2,
 };
 
 /* Settings are fixed when a root is created (recorded in its config.json);

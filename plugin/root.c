@@ -52,7 +52,8 @@ static int layout_parse(const char *s, enum snap_layout *ret, struct util_err *e
 static int root_open(const struct loopsnap_root_opts *o, struct loopsnap_root **ret,
                      struct util_err *e)
 {
-        static const uint32_t known_flags = LOOPSNAP_ROOT_UPPER_DIR | LOOPSNAP_ROOT_WRITABLE_POOL;
+        static const uint32_t known_flags = LOOPSNAP_ROOT_UPPER_DIR | LOOPSNAP_ROOT_WRITABLE_POOL |
+                                            LOOPSNAP_ROOT_NO_WRITABLE_POOL;
         _cleanup_(root_freep) struct loopsnap_root *h = NULL;
         pthread_mutexattr_t attr;
         struct snap_root_opts so = {0};
@@ -67,6 +68,10 @@ static int root_open(const struct loopsnap_root_opts *o, struct loopsnap_root **
         if (o->flags & ~known_flags)
                 return util_err_setx(e, EINVAL, "root options: unknown flags 0x%x",
                                      o->flags & ~known_flags);
+        if ((o->flags & LOOPSNAP_ROOT_WRITABLE_POOL) && (o->flags & LOOPSNAP_ROOT_NO_WRITABLE_POOL))
+                return util_err_setx(e, EINVAL,
+                                     "root options: flags LOOPSNAP_ROOT_WRITABLE_POOL and "
+                                     "LOOPSNAP_ROOT_NO_WRITABLE_POOL together");
         if ((rc = layout_parse(o->layout, &so.layout, e)) < 0)
                 return rc;
         so.path = o->path;
@@ -74,7 +79,9 @@ static int root_open(const struct loopsnap_root_opts *o, struct loopsnap_root **
         so.writable_size = o->writable_size;
         so.committed_format = o->committed_format;
         so.upper_dir = o->flags & LOOPSNAP_ROOT_UPPER_DIR;
-        so.writable_pool = o->flags & LOOPSNAP_ROOT_WRITABLE_POOL ? SNAP_DEFAULT_WRITABLE_POOL : 0;
+        /* On unless turned off (the flag that asks for it is 1.0's). */
+        so.writable_pool =
+                o->flags & LOOPSNAP_ROOT_NO_WRITABLE_POOL ? 0 : SNAP_DEFAULT_WRITABLE_POOL;
 
         h = calloc(1, sizeof(*h));
         if (!h)

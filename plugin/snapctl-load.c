@@ -103,7 +103,8 @@ int ctl_root(struct ctl *c)
         struct loopsnap_root_opts o = {
                 .struct_size = sizeof(o),
                 .flags = (c->upper_dir ? LOOPSNAP_ROOT_UPPER_DIR : 0) |
-                         (c->writable_pool ? LOOPSNAP_ROOT_WRITABLE_POOL : 0),
+                         (c->writable_pool == 1 ? LOOPSNAP_ROOT_WRITABLE_POOL : 0) |
+                         (c->writable_pool == 0 ? LOOPSNAP_ROOT_NO_WRITABLE_POOL : 0),
                 .path = c->root_path,
                 .layout = c->layout,
                 .writable_fs = c->writable_fs,

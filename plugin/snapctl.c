@@ -22,6 +22,7 @@ enum {
         OPT_COMMITTED_FORMAT,
         OPT_UPPER_DIR,
         OPT_WRITABLE_POOL,
+        OPT_NO_WRITABLE_POOL,
         OPT_JSON,
         OPT_VERSION,
         OPT_LABEL,
@@ -42,6 +43,7 @@ static const struct option long_opts[] = {
         {"committed-format", required_argument, NULL, OPT_COMMITTED_FORMAT},
         {"upper-dir", no_argument, NULL, OPT_UPPER_DIR},
         {"writable-pool", no_argument, NULL, OPT_WRITABLE_POOL},
+        {"no-writable-pool", no_argument, NULL, OPT_NO_WRITABLE_POOL},
         {"json", no_argument, NULL, OPT_JSON},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -65,7 +67,8 @@ static const char global_help[] =
         "  --writable-size SIZE     writable image size of a new root (K/M/G/T suffixes)\n"
         "  --committed-format ext4|erofs  format of committed layers of a new root\n"
         "  --upper-dir              writable upper as a plain directory (new root)\n"
-        "  --writable-pool          keep emptied writable images mounted for reuse\n"
+        "  --writable-pool          keep emptied writable images mounted for reuse (default)\n"
+        "  --no-writable-pool       delete a removed snapshot's writable image at once\n"
         "  --json                   print data as one JSON value on stdout\n"
         "  -v, --verbose            show what the library does (on stderr)\n"
         "  -h, --help               this help, or a command's\n"
@@ -191,7 +194,10 @@ static int parse(struct ctl *c, const struct ctl_cmd *cmd, int argc, char **argv
                         c->upper_dir = true;
                         continue;
                 case OPT_WRITABLE_POOL:
-                        c->writable_pool = true;
+                        c->writable_pool = 1;
+                        continue;
+                case OPT_NO_WRITABLE_POOL:
+                        c->writable_pool = 0;
                         continue;
                 case OPT_JSON:
                         c->json = true;
@@ -341,7 +347,7 @@ static int run(struct ctl *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-        struct ctl c = {.err = {.struct_size = sizeof(c.err)}};
+        struct ctl c = {.err = {.struct_size = sizeof(c.err)}, .writable_pool = -1};
 
         int rc = run(&c, argc, argv);
         ctl_progress_done();

@@ -70,7 +70,7 @@ struct ctl {
         const char *committed_format;
         uint64_t writable_size;
         bool upper_dir;
-        bool writable_pool;
+        int writable_pool; /* -1 the library's default (on), 0 --no-writable-pool, 1 */
         bool json;
         bool verbose;
         /* Command options. */

@@ -18,6 +18,7 @@
  * everything it made itself all the same; the last check is that no loop
  * device of its root is left.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -190,11 +191,22 @@ static bool step_open(struct loopsnap_root **ret)
         o = (struct loopsnap_root_opts){
                 .struct_size = sizeof(o),
                 .path = root_path,
+                .flags = LOOPSNAP_ROOT_WRITABLE_POOL | LOOPSNAP_ROOT_NO_WRITABLE_POOL,
+        };
+        EXPECT("pool and no pool", ops->root_open(&o, &r, &e), &e, EINVAL,
+               LOOPSNAP_ERR_INVALID_ARGUMENT, "LOOPSNAP_ROOT_NO_WRITABLE_POOL");
+        e = err_new();
+
+        /* Without the writable pool (on by default, step_pool): the
+         * devices below are the ones each mount attaches, with its tags. */
+        o = (struct loopsnap_root_opts){
+                .struct_size = sizeof(o),
+                .flags = LOOPSNAP_ROOT_NO_WRITABLE_POOL,
+                .path = root_path,
                 .writable_size = 64u << 20,
                 .log = host_log,
                 .log_data = &log_lines,
         };
-        e = err_new();
         OK(ops->root_open(&o, ret, &e), &e);
         return true;
 }
@@ -629,6 +641,60 @@ static bool step_no_loops(struct loopsnap_root *r)
         return true;
 }
 
+/* Entries of directory `path` (0 when it cannot be read). */
+static int dir_entries(const char *path)
+{
+        DIR *d = opendir(path);
+        struct dirent *de;
+        int n = 0;
+        while (d && (de = readdir(d)))
+                n += de->d_name[0] != '.';
+        if (d)
+                closedir(d);
+        return n;
+}
+
+/* A root with the defaults: the writable pool keeps a removed active's image
+ * mounted as a spare; cleanup deletes it and its device. */
+static bool step_pool(void)
+{
+        struct loopsnap_error e = err_new();
+        struct loopsnap_root *r = NULL;
+        struct loopsnap_mounts *m = NULL;
+        char path[PATH_MAX], pool[PATH_MAX + 8];
+
+        snprintf(path, sizeof(path), "%s/pooled", dir);
+        snprintf(pool, sizeof(pool), "%s/pool", path);
+        struct loopsnap_root_opts o = {
+                .struct_size = sizeof(o), .path = path, .writable_size = 64u << 20};
+        OK(ops->root_open(&o, &r, &e), &e);
+        bool ok = ops->prepare(r, "p", NULL, NULL, 0, NULL, &e) >= 0 &&
+                  ops->mounts(r, "p", &m, &e) >= 0 &&
+                  ops->mount_apply(r, m->json, mnt2, NULL, &e) >= 0;
+        if (m)
+                ops->mounts_free(m);
+        CHECK(ok, "prepare and mount on a default root: %s", e.message);
+        e = err_new();
+        OK(ops->unmount(r, mnt2, LOOPSNAP_UNMOUNT_ALL, &e), &e);
+        OK(ops->remove(r, "p", &e), &e);
+        CHECK(dir_entries(pool) == 1, "%d spares in %s after the remove, want 1", dir_entries(pool),
+              pool);
+        struct loopsnap_loops *l = NULL;
+        OK(ops->loops_list(r, &l, &e), &e);
+        uint32_t spare = 0;
+        for (uint32_t k = 0; k < l->n; k++)
+                spare += strstr(l->loops[k]->backing_file, pool) != NULL;
+        ops->loops_free(l);
+        CHECK(spare == 1, "%u devices on the spare, want 1", spare);
+        /* Spares are the pool's, not crash leftovers: not in the count. */
+        int n = ops->cleanup(r, &e);
+        CHECK(n >= 0, "cleanup of the pool: %d %s", n, e.message);
+        CHECK(dir_entries(pool) == 0, "spares left after cleanup");
+        bool closed = step_no_loops(r);
+        ops->root_close(r);
+        return closed;
+}
+
 /* ---- setup and cleanup ---------------------------------------------------------- */
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -697,8 +763,8 @@ int main(int argc, char **argv)
 
         if (!failures && step_entry(entry) && step_open(&r) && step_prepare_mount_commit(r) &&
             step_stat_view(r) && step_walk_usage_update(r) && step_threads(r) && step_layers(r) &&
-            step_fsck(r) && step_remove(r) && step_features(r))
-                step_no_loops(r);
+            step_fsck(r) && step_remove(r) && step_features(r) && step_no_loops(r))
+                step_pool();
         if (r && log_lines == 0) {
                 fprintf(stderr, "FAIL: the log callback was never called\n");
                 failures++;

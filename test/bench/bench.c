@@ -2008,10 +2008,13 @@ static const unsigned snap_sizes[] = {1, 20, BENCH_SNAP_LAYERS};
 #define SNAP_SIZES UTIL_ARRAY_SIZE(snap_sizes)
 
 enum snap_mode {
-        SNAP_MODE_QUOTA, /* the default: ext4 writable image, 10 GiB */
-        SNAP_MODE_DIR,   /* upper_dir: a plain-directory writable upper */
-        SNAP_MODE_BLOCK, /* SNAP_LAYOUT_BLOCK */
-        SNAP_MODE_POOL,  /* the quota'd image upper with the writable pool */
+        /* The default root: ext4 writable images of 10 GiB, and the
+         * writable pool of 4 spares (the library's, snapctl's and the
+         * hook's default). */
+        SNAP_MODE_QUOTA,
+        SNAP_MODE_DIR,     /* upper_dir: a plain-directory writable upper */
+        SNAP_MODE_BLOCK,   /* SNAP_LAYOUT_BLOCK */
+        SNAP_MODE_NO_POOL, /* the quota'd image upper without the writable pool */
         /* The pool, and containers' snapshots labelled io.loopsnap.volatile
          * (removed after their one mount): what the OCI hook does for a
          * container without keep-after-stop. */
@@ -2020,11 +2023,11 @@ enum snap_mode {
 };
 
 static const char *const snap_mode_names[SNAP_MODES] = {
-        "quota'd image upper", "directory upper", "block layout", "quota'd upper, writable pool",
-        "writable pool, volatile"};
-static const char *const snap_mode_keys[SNAP_MODES] = {"quota", "dir_upper", "block", "quota_pool",
-                                                       "quota_pool_volatile"};
-static const char *const snap_mode_dirs[SNAP_MODES] = {"q", "d", "b", "p", "v"};
+        "quota'd image upper (default: writable pool)", "directory upper", "block layout",
+        "quota'd upper, no writable pool", "writable pool, volatile"};
+static const char *const snap_mode_keys[SNAP_MODES] = {"quota", "dir_upper", "block",
+                                                       "quota_no_pool", "quota_pool_volatile"};
+static const char *const snap_mode_dirs[SNAP_MODES] = {"q", "d", "b", "n", "v"};
 
 enum snap_step { STEP_PREPARE, STEP_MOUNTS, STEP_APPLY, STEP_UMOUNT, STEP_REMOVE };
 static const char *const snap_step_names[BENCH_SNAP_STEPS] = {"prepare", "mounts", "apply",
@@ -2054,8 +2057,13 @@ struct snap_results {
         enum mount_api api;
         struct snap_mode_result mode[SNAP_MODES];
         struct snap_n_result plain[SNAP_SIZES]; /* only .n, .plain, .plain_fd, .plain_data_len */
+        /* A fresh active's allocation: the larger of the two below. */
         bool have_fresh;
         double fresh_mib;
+        /* Made from the template (the root without the pool), and on the
+         * default root after its warm cycles (a spare from the pool). */
+        double fresh_template_mib, fresh_spare_mib;
+        bool have_fresh_template, have_fresh_spare;
         unsigned plain_failures;
         size_t leaked_devices;
         size_t leaked_mounts;
@@ -2385,7 +2393,7 @@ static int snap_root_open_mode(struct snap_bench *b, enum snap_mode mode, struct
                 .layout = mode == SNAP_MODE_BLOCK ? SNAP_LAYOUT_BLOCK : SNAP_LAYOUT_OVERLAY,
                 .writable_size = SNAP_DEFAULT_WRITABLE_SIZE,
                 .upper_dir = mode == SNAP_MODE_DIR,
-                .writable_pool = mode == SNAP_MODE_POOL || mode == SNAP_MODE_POOL_VOLATILE
+                .writable_pool = mode == SNAP_MODE_QUOTA || mode == SNAP_MODE_POOL_VOLATILE
                                          ? SNAP_DEFAULT_WRITABLE_POOL
                                          : 0,
         };
@@ -2684,8 +2692,10 @@ static int snap_cold(struct snap_bench *b, struct snap_root **root, struct snap_
         return 0;
 }
 
-/* st_blocks of a fresh active's image on the N=20 chain, at the 10 GiB default. */
-static int snap_fresh(struct snap_root *root, struct snap_results *res)
+/* st_blocks of a fresh active's image on the N=20 chain, at the 10 GiB
+ * default: a template clone, or (`spare`: the default root after its warm
+ * cycles) an emptied image taken from the writable pool. */
+static int snap_fresh(struct snap_root *root, bool spare, struct snap_results *res)
 {
         struct util_err err = {0};
         struct snap_info info = {0};
@@ -2704,7 +2714,11 @@ static int snap_fresh(struct snap_root *root, struct snap_results *res)
                 if (r >= 0 && stat(img, &st) < 0)
                         r = bench_warn_errno(errno, "stat '%s'", img);
                 if (r >= 0) {
-                        res->fresh_mib = (double)st.st_blocks * 512.0 / (1024.0 * 1024.0);
+                        double mib = (double)st.st_blocks * 512.0 / (1024.0 * 1024.0);
+                        *(spare ? &res->fresh_spare_mib : &res->fresh_template_mib) = mib;
+                        *(spare ? &res->have_fresh_spare : &res->have_fresh_template) = true;
+                        if (!res->have_fresh || mib > res->fresh_mib)
+                                res->fresh_mib = mib;
                         res->have_fresh = true;
                 }
         } else {
@@ -2843,7 +2857,7 @@ static void print_snap_text(const struct snap_results *res)
                                           ms_or_na(a, sizeof(a), &nr->step[s], false),
                                           ms_or_na(c, sizeof(c), &nr->step[s], true));
                         }
-                        if (m == SNAP_MODE_QUOTA || m == SNAP_MODE_POOL) {
+                        if (m == SNAP_MODE_QUOTA || m == SNAP_MODE_NO_POOL) {
                                 snprintf(label, sizeof(label), "  N=%u cold cycle:", nr->n);
                                 text_line(label, "%-10s (%u samples, layers not activated)",
                                           ms_or_na(a, sizeof(a), &nr->cold, false),
@@ -2876,6 +2890,10 @@ static void print_snap_text(const struct snap_results *res)
                 snprintf(a, sizeof(a), "%.2f MiB", res->fresh_mib);
         text_line("fresh active allocated:", "%-10s (10 GiB quota; target <= %.0f MiB: %s)", a,
                   TARGET_SNAP_FRESH_MIB, pass_miss(target_snap_fresh_met(res)));
+        if (res->have_fresh_template && res->have_fresh_spare)
+                text_line("",
+                          "the larger of: template clone %.2f MiB, spare from the pool %.2f MiB",
+                          res->fresh_template_mib, res->fresh_spare_mib);
         if (!res->mode[SNAP_MODE_BLOCK].supported)
                 text_line("N=20 block prepare:", "not supported yet (target <= %.0f ms)",
                           TARGET_SNAP_BLOCK_MS);
@@ -2930,7 +2948,7 @@ static void print_snap_json(const struct snap_results *res)
                                 snprintf(key, sizeof(key), "%s_p90_ms", snap_step_names[s]);
                                 json_fixed(key, nr->step[s].have, nr->step[s].p90_ms, 4, ", ");
                         }
-                        if (m == SNAP_MODE_QUOTA || m == SNAP_MODE_POOL) {
+                        if (m == SNAP_MODE_QUOTA || m == SNAP_MODE_NO_POOL) {
                                 json_figure("cold_cycle_ms", &nr->cold, ", ");
                                 json_fixed("cold_cycle_p90_ms", nr->cold.have, nr->cold.p90_ms, 4,
                                            ", ");
@@ -2953,11 +2971,13 @@ static void print_snap_json(const struct snap_results *res)
                    ",\n  ");
         json_fixed("n20_warm_quota_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_QUOTA),
                    snap_ratio(res, SNAP_MODE_QUOTA), 3, ",\n  ");
-        const struct snap_mode_result *pool = &res->mode[SNAP_MODE_POOL];
-        json_figure("n20_warm_quota_pool_cycle_ms",
-                    pool->supported ? &snap_n(pool, 20)->cycle : &(struct figure){0}, ",\n  ");
-        json_fixed("n20_warm_quota_pool_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_POOL),
-                   snap_ratio(res, SNAP_MODE_POOL), 3, ",\n  ");
+        const struct snap_mode_result *np = &res->mode[SNAP_MODE_NO_POOL];
+        json_figure("n20_warm_quota_no_pool_cycle_ms",
+                    np->supported ? &snap_n(np, 20)->cycle : &(struct figure){0}, ",\n  ");
+        json_fixed("n20_warm_quota_no_pool_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_NO_POOL),
+                   snap_ratio(res, SNAP_MODE_NO_POOL), 3, ",\n  ");
+        json_figure("n20_cold_quota_no_pool_cycle_ms",
+                    np->supported ? &snap_n(np, 20)->cold : &(struct figure){0}, ",\n  ");
         const struct snap_mode_result *pv = &res->mode[SNAP_MODE_POOL_VOLATILE];
         json_figure("n20_warm_quota_pool_volatile_cycle_ms",
                     pv->supported ? &snap_n(pv, 20)->cycle : &(struct figure){0}, ",\n  ");
@@ -2972,6 +2992,10 @@ static void print_snap_json(const struct snap_results *res)
         json_fixed("n20_dir_upper_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_DIR),
                    snap_ratio(res, SNAP_MODE_DIR), 3, ",\n  ");
         json_fixed("fresh_active_allocated_mib", res->have_fresh, res->fresh_mib, 2, ",\n  ");
+        json_fixed("fresh_active_template_mib", res->have_fresh_template, res->fresh_template_mib,
+                   2, ",\n  ");
+        json_fixed("fresh_active_spare_mib", res->have_fresh_spare, res->fresh_spare_mib, 2,
+                   ",\n  ");
         json_figure("block_prepare_ms",
                     res->mode[SNAP_MODE_BLOCK].supported ? block20(res) : &(struct figure){0},
                     ",\n  ");
@@ -3013,9 +3037,9 @@ static int snap_run_mode(struct snap_bench *b, struct snap_root **roots, enum sn
         r = snap_build_chain(b, roots[mode], mode, mr);
         if (r >= 0)
                 r = snap_warm(b, roots[mode], mode, res->iterations, mr);
-        if (r >= 0 && mode == SNAP_MODE_QUOTA)
-                r = snap_fresh(roots[mode], res);
-        if (r >= 0 && (mode == SNAP_MODE_QUOTA || mode == SNAP_MODE_POOL))
+        if (r >= 0 && (mode == SNAP_MODE_QUOTA || mode == SNAP_MODE_NO_POOL))
+                r = snap_fresh(roots[mode], mode == SNAP_MODE_QUOTA, res);
+        if (r >= 0 && (mode == SNAP_MODE_QUOTA || mode == SNAP_MODE_NO_POOL))
                 r = snap_cold(b, &roots[mode], mr);
         return r;
 }

@@ -303,6 +303,28 @@ snap 0 rm base base2
 snap 0 ls --json
 json 'd == []'
 
+echo "== the writable pool (on by default; --no-writable-pool)"
+spares() { find "$T/pooled/pool" -name '*.img' 2>/dev/null | wc -l; }
+ROOT=$T/pooled
+snap 0 prepare p
+snap 0 mount p "$T/mnt"
+snap 0 umount "$T/mnt"
+snap 0 rm p
+checks=$((checks + 1))
+[ "$(spares)" = 1 ] || fail "default root: $(spares) spares after rm, want 1"
+snap 0 --no-writable-pool prepare p2
+checks=$((checks + 1))
+[ "$(spares)" = 1 ] || fail "--no-writable-pool: the prepare took a spare"
+snap 0 --no-writable-pool mount p2 "$T/mnt"
+snap 0 --no-writable-pool umount "$T/mnt"
+snap 0 --no-writable-pool rm p2
+checks=$((checks + 1))
+[ "$(spares)" = 1 ] || fail "--no-writable-pool: rm kept the image as a spare"
+snap 0 cleanup
+checks=$((checks + 1))
+[ "$(spares)" = 0 ] || fail "cleanup left $(spares) spares"
+ROOT=$T/root
+
 echo "== settings of a root"
 snap 6 --layout block ls
 checks=$((checks + 1))
@@ -326,7 +348,7 @@ json 'd == []'
 
 echo "== no loop device left"
 ROOT=$T/root
-for r in "$T/root" "$T/block"; do
+for r in "$T/root" "$T/block" "$T/pooled"; do
   left=1
   for _ in $(seq 50); do
     out=$("$SNAPCTL" --root "$r" loops --json) || break
