@@ -78,6 +78,19 @@ static int activate_one(struct snap_root *r, int64_t id, struct util_err *err)
                 (void)rmdir(point);
                 return rc;
         }
+        /* Work the container's mount would do one layer after the other,
+         * done here on the activation threads (~0.1 ms per layer just
+         * activated): the overlay looks up every layer's upper/ (a
+         * directory entry and an inode read through the device), and the
+         * engine checks the mount before it lends it (remembered by its
+         * unique id, snap_mount_backed_by_cached). */
+        struct stat st, want;
+        char up[PATH_MAX];
+        if (snprintf(up, sizeof(up), "%s/upper", point) < (int)sizeof(up))
+                (void)stat(up, &st);
+        _cleanup_close_ int fd = open(point, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 && stat(img, &want) == 0)
+                (void)snap_mount_backed_by_cached(r, fd, type, &want);
         return 0;
 }
 
