@@ -310,10 +310,7 @@ static int mount_layer(struct snap_root *r, const struct snap_info *info, const 
                                : mount_spec_add(spec, r->writable_fs, img, NULL, opts, err)) < 0)
                 return rc;
         snprintf(tagid, sizeof(tagid), "apply-%lld", (long long)info->id);
-        r->pool_quiet = true; /* a mount of its own, never a writable pool keeper */
-        rc = mount_engine_apply(r->engine, spec, j->layer, tagid, NULL, err);
-        r->pool_quiet = false;
-        if (rc < 0) {
+        if ((rc = snap_mount_private(r, spec, j->layer, tagid, err)) < 0) {
                 util_err_prefix(err, "mount '%s'", img);
                 return rc;
         }
@@ -422,19 +419,8 @@ int snap_apply_key_fd(struct snap_root *r, const char *key, int tar_fd, const ch
                 goto out;
         }
         /* Mounted elsewhere, a second read-write mount of the same image
-         * would corrupt it: the same check as commit's, after dropping the
-         * writable pool's own mount of it (its keeper), as commit does. */
-        struct loop_status *devs = NULL;
-        size_t n_devs = 0;
-        struct loop_filter f = {.backing_path = img};
-        snap_pool_release(r, img);
-        rc = loop_list(&f, &devs, &n_devs, err);
-        if (rc >= 0 && n_devs > 0)
-                rc = util_err_setx(err, EBUSY,
-                                   "'%s' is still attached to %s (mounted?): unmount it first", key,
-                                   devs[0].path);
-        free(devs);
-        if (rc < 0)
+         * would corrupt it: the same check as commit's. */
+        if ((rc = snap_image_check_free(r, img, key, err)) < 0)
                 goto out;
         if ((rc = snap_image_verify(img, r->writable_fs, err)) < 0)
                 goto out;

@@ -304,9 +304,7 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
                 return rc < 0 ? rc : util_err_set(err, ENOMEM, "commit");
         }
         snprintf(tagid, sizeof(tagid), "commit-%lld", (long long)id);
-        r->pool_quiet = true; /* a mount of its own, never a writable pool keeper */
-        rc = mount_engine_apply(r->engine, spec, point, tagid, NULL, err);
-        r->pool_quiet = false;
+        rc = snap_mount_private(r, spec, point, tagid, err);
         if (rc < 0) {
                 (void)rmdir(point);
                 return rc;
@@ -408,6 +406,34 @@ int snap_dir_upper_check_free(const char *fsdir, const char *key, struct util_er
         return rc;
 }
 
+int snap_image_check_free(struct snap_root *r, const char *img, const char *key,
+                          struct util_err *err)
+{
+        struct loop_status *devs = NULL;
+        size_t n_devs = 0;
+        struct loop_filter f = {.backing_path = img};
+
+        /* The writable pool's mount is ours to drop; any other mount keeps
+         * the device attached and the caller refused. */
+        snap_pool_release(r, img);
+        int rc = loop_list(&f, &devs, &n_devs, err);
+        if (rc >= 0 && n_devs > 0)
+                rc = util_err_setx(err, EBUSY,
+                                   "'%s' is still attached to %s (mounted?): unmount it first", key,
+                                   devs[0].path);
+        free(devs);
+        return rc < 0 ? rc : 0;
+}
+
+int snap_mount_private(struct snap_root *r, const struct mount_spec *spec, const char *point,
+                       const char *tagid, struct util_err *err)
+{
+        r->pool_quiet = true;
+        int rc = mount_engine_apply(r->engine, spec, point, tagid, NULL, err);
+        r->pool_quiet = false;
+        return rc;
+}
+
 /*
  * The committed layer image of a plain-directory upper: work/ is emptied
  * (overlay's scratch space), the tree is measured, and `type`'s image is
@@ -467,23 +493,8 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                 rc = util_err_set(err, ENOMEM, "commit");
                 goto out;
         }
-        if (r->upper_dir) {
-                rc = snap_dir_upper_check_free(fsdir, key, err);
-        } else {
-                struct loop_status *devs = NULL;
-                size_t n_devs = 0;
-                struct loop_filter f = {.backing_path = img};
-                /* The writable pool's mount is ours to drop; any other mount
-                 * keeps the device attached and the commit refused. */
-                snap_pool_release(r, img);
-                rc = loop_list(&f, &devs, &n_devs, err);
-                if (rc >= 0 && n_devs > 0)
-                        rc = util_err_setx(err, EBUSY,
-                                           "'%s' is still attached to %s (mounted?): unmount it "
-                                           "first",
-                                           key, devs[0].path);
-                free(devs);
-        }
+        rc = r->upper_dir ? snap_dir_upper_check_free(fsdir, key, err)
+                          : snap_image_check_free(r, img, key, err);
         if (rc < 0)
                 goto out;
         /* Shared lock: the temporary mount and the new layer live in tmp/,

@@ -206,6 +206,18 @@ char *snap_layer_image(const struct snap_root *r, int64_t id)
         return snap_path(r, "snapshots/%lld/%s", (long long)id, erofs ? "layer.erofs" : "fs.img");
 }
 
+/* Opens (creating, 0600) lock file `name` of the root into *ret_fd. */
+static int lock_file_open(struct snap_root *r, const char *name, int *ret_fd, struct util_err *err)
+{
+        _cleanup_free_ char *path = snap_path(r, "%s", name);
+        if (!path)
+                return util_err_set(err, ENOMEM, "open root");
+        *ret_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (*ret_fd < 0)
+                return util_err_set(err, errno, "open '%s'", path);
+        return 0;
+}
+
 int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struct util_err *err)
 {
         static const struct snap_root_opts defaults = {0};
@@ -252,13 +264,11 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
                 if ((rc = mkdir_0700(p, err)) < 0)
                         return rc;
         }
-        _cleanup_free_ char *lock = snap_path(r, "lock");
         _cleanup_free_ char *db = snap_path(r, "metadata.db");
-        if (!lock || !db)
+        if (!db)
                 return util_err_set(err, ENOMEM, "open root");
-        r->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (r->lock_fd < 0)
-                return util_err_set(err, errno, "open '%s'", lock);
+        if ((rc = lock_file_open(r, "lock", &r->lock_fd, err)) < 0)
+                return rc;
 
         rc = config_read(r, o, err);
         if (rc >= 0 && settings_check(r, err) < 0)
@@ -267,18 +277,9 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
                 rc = config_write(r, err);
         if (rc < 0)
                 return util_err_prefix(err, "open root '%s'", r->path);
-        _cleanup_free_ char *mlock = snap_path(r, "m/.lock");
-        if (!mlock)
-                return util_err_set(err, ENOMEM, "open root");
-        r->m_lock_fd = open(mlock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (r->m_lock_fd < 0)
-                return util_err_set(err, errno, "open '%s'", mlock);
-        _cleanup_free_ char *wlock = snap_path(r, "w/.lock");
-        if (!wlock)
-                return util_err_set(err, ENOMEM, "open root");
-        r->w_lock_fd = open(wlock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (r->w_lock_fd < 0)
-                return util_err_set(err, errno, "open '%s'", wlock);
+        if ((rc = lock_file_open(r, "m/.lock", &r->m_lock_fd, err)) < 0 ||
+            (rc = lock_file_open(r, "w/.lock", &r->w_lock_fd, err)) < 0)
+                return rc;
         long pool = util_env_long("LOOPSNAP_WRITABLE_POOL", (long)o->writable_pool);
         if (r->layout == SNAP_LAYOUT_OVERLAY && !r->upper_dir && pool > 0)
                 r->pool_max = pool > 1024 ? 1024 : (unsigned)pool;

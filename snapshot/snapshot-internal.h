@@ -123,6 +123,20 @@ void snap_mountinfo_unescape(char *s);
  * or -errno. */
 int snap_dir_upper_check_free(const char *fsdir, const char *key, struct util_err *err);
 
+/* For writable image `img` of active `key`: drops the writable pool's own
+ * mount of it (its keeper), then 0 when no loop device is left on it, else
+ * -EBUSY naming `key` and the device (a mount the user still holds), or
+ * -errno. A second read-write mount would corrupt the image: commit and
+ * apply check this first. */
+int snap_image_check_free(struct snap_root *r, const char *img, const char *key,
+                          struct util_err *err);
+
+/* mount_engine_apply of `spec` at `point` with this root's engine, never
+ * through (nor making) a writable pool keeper: a private mount of
+ * loopsnap's own (commit's measure, apply's jail). */
+int snap_mount_private(struct snap_root *r, const struct mount_spec *spec, const char *point,
+                       const char *tagid, struct util_err *err);
+
 /* Removes what a snapshot left on disk (fs.img, empty/, the directory
  * itself), without following links or crossing mounts. Best effort. */
 void snap_files_remove(const char *dir);
