@@ -97,6 +97,22 @@ static int tmp_name(struct snap_root *r, const char *suffix, char **ret, struct 
         return *ret ? 0 : util_err_set(err, ENOMEM, "tmp name");
 }
 
+/* A spare from the writable pool for a new active snapshot: claimed into a
+ * tmp/ directory of its own, whose name replaces *tmp. 1 when taken, 0 when
+ * the pool has none, or -errno. */
+static int take_spare(struct snap_root *r, const struct params *p, char **tmp, struct util_err *err)
+{
+        _cleanup_free_ char *dir = NULL;
+        int rc = tmp_name(r, "", &dir, err);
+        if (rc < 0)
+                return rc;
+        if (snap_pool_take(r, p->size, p->root_uid, p->root_gid, dir) <= 0)
+                return 0;
+        free(*tmp);
+        *tmp = TAKE_PTR(dir);
+        return 1;
+}
+
 /* Keeps the committed layers under snapshot `id` mounted (activate.c). */
 static void activate_parents(struct snap_root *r, int64_t id)
 {
@@ -163,8 +179,7 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                             !(tmpl = snap_path(r, "snapshots/%lld/fs.img", (long long)pi.id)))
                                 rc = util_err_set(err, ENOMEM, "prepare");
                         snap_info_done(&pi);
-                } else if (rc >= 0 && !block &&
-                           snap_pool_take(r, p.size, p.root_uid, p.root_gid, tmp) > 0) {
+                } else if (rc >= 0 && !block && (rc = take_spare(r, &p, &tmp, err)) > 0) {
                         taken = true;
                 } else if (rc >= 0) {
                         _cleanup_free_ char *templates = snap_path(r, "templates");
@@ -210,13 +225,22 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                         goto fail;
                 }
         }
-        if (mkdir(dir, 0700) < 0) {
-                rc = util_err_set(err, errno, "create '%s'", dir);
-                goto fail;
-        }
-        if (rename(tmp, dst) < 0) {
-                rc = util_err_set(err, errno, "rename '%s' to '%s'", tmp, dst);
-                goto fail;
+        if (taken) {
+                /* The spare's directory, with its fs.img, becomes the
+                 * snapshot's: no directory made on the host. */
+                if (rename(tmp, dir) < 0) {
+                        rc = util_err_set(err, errno, "rename '%s' to '%s'", tmp, dir);
+                        goto fail;
+                }
+        } else {
+                if (mkdir(dir, 0700) < 0) {
+                        rc = util_err_set(err, errno, "create '%s'", dir);
+                        goto fail;
+                }
+                if (rename(tmp, dst) < 0) {
+                        rc = util_err_set(err, errno, "rename '%s' to '%s'", tmp, dst);
+                        goto fail;
+                }
         }
         moved = true;
         util_fault_point("create-before-db-commit");
@@ -239,14 +263,20 @@ fail:
         if (in_txn)
                 snap_store_rollback(r->store);
         if (moved)
-                (void)rename(dst, tmp);
-        if (dir)
+                (void)rename(taken ? dir : dst, tmp);
+        if (dir && !taken)
                 (void)rmdir(dir);
         /* A spare taken from the writable pool goes back to it (or its
          * keeper is dropped): deleting it would leave the keeper mounting a
          * deleted file. */
-        if (tmp && taken)
-                snap_pool_recycle(r, tmp);
+        if (tmp && taken) {
+                char img[PATH_MAX];
+                if (snprintf(img, sizeof(img), "%s/fs.img", tmp) < (int)sizeof(img) &&
+                    snap_pool_recycle(r, img)) {
+                        free(tmp);
+                        tmp = NULL;
+                }
+        }
         if (tmp && unlink(tmp) < 0)
                 snap_tree_remove(tmp);
         (void)flock(r->lock_fd, LOCK_UN);
@@ -604,8 +634,9 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
             !r->upper_dir) {
                 /* Back to the writable pool, emptied, or its keeper dropped. */
                 char img[PATH_MAX];
-                if (snprintf(img, sizeof(img), "%s/fs.img", trash) < (int)sizeof(img))
-                        snap_pool_recycle(r, img);
+                if (snprintf(img, sizeof(img), "%s/fs.img", trash) < (int)sizeof(img) &&
+                    snap_pool_recycle(r, img))
+                        moved = false; /* the whole directory went */
         }
         if (moved)
                 snap_files_remove(trash);

@@ -90,13 +90,15 @@ bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, co
  * `source` in *ret_fd (1), or the keeper itself when `borrow` (2),
  * mounting the keeper first when the pool is on; 0 when there is none. */
 int snap_pool_reuse(struct snap_root *r, const char *source, bool borrow, int *ret_fd);
-/* Prepare: renames a spare of this root's writable fs and `size` to `dst`
- * and gives it new upper/ and work/ owned by uid:gid. 1 when taken, 0 when
- * the pool had none. */
+/* Prepare: renames a spare (a directory holding fs.img) of this root's
+ * writable fs and `size` to directory `dst` and gives its image new upper/
+ * and work/ owned by uid:gid. 1 when taken, 0 when the pool had none. */
 int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gid, const char *dst);
-/* Remove: `img` (its snapshot's row is gone) goes back to the pool, emptied,
- * when it has a keeper and the pool has room; else its keeper is dropped. */
-void snap_pool_recycle(struct snap_root *r, const char *img);
+/* Remove: `img` (<dir>/fs.img, its snapshot's row gone) goes back to the
+ * pool with its directory, emptied, when it has a keeper, the directory
+ * holds nothing else and the pool has room: true. Else its keeper is
+ * dropped: false, and the caller deletes the files. */
+bool snap_pool_recycle(struct snap_root *r, const char *img);
 /* Commit: unmounts the keeper of `img` if it has one. */
 void snap_pool_release(struct snap_root *r, const char *img);
 /* Why keeper w/<name> is not needed (NULL: it is): `is_active` says whether

@@ -153,14 +153,14 @@ run() { # run NAME ID: crun run in bundle NAME; output in $out, status in $rc
 #
 # The writable pool (on by default in the hook, docs/hook.md) keeps a
 # removed container's emptied writable image mounted as a spare
-# (<root>/pool/*.img, its "keeper" mounted at <root>/w/<ino>) for the next
+# (<root>/pool/<fs>-<size>-<ino>/fs.img, its "keeper" mounted at <root>/w/<ino>) for the next
 # container: a spare's device and keeper are the pool's, not a container's,
 # and are not counted either (at most 4 of them, checked); `snapctl cleanup`
 # drops them too. A keeper of an image that is not a spare is counted.
 activation_devs() { awk -v m="$ROOT/m/" 'index($5, m) == 1 { print $(NF-1) }' /proc/self/mountinfo | sort -u; }
 spare_devs() { losetup -nO NAME,BACK-FILE | awk -v p="$ROOT/pool/" 'index($2, p) == 1 { print $1 }'; }
 keeper_devs() { awk -v m="$ROOT/w/" 'index($5, m) == 1 { print $(NF-1) }' /proc/self/mountinfo | sort -u; }
-spares() { ls "$ROOT/pool" 2>/dev/null | grep -c '\.img$'; }
+spares() { find "$ROOT/pool" -mindepth 2 -maxdepth 2 -name fs.img 2>/dev/null | wc -l; }
 loops_but() { # loops_but DEVS...: this root's devices not among DEVS
   local skip
   skip=$(printf '%s\n' "$@" | grep .)

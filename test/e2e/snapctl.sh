@@ -304,7 +304,7 @@ snap 0 ls --json
 json 'd == []'
 
 echo "== the writable pool (on by default; --no-writable-pool)"
-spares() { find "$T/pooled/pool" -name '*.img' 2>/dev/null | wc -l; }
+spares() { find "$T/pooled/pool" -mindepth 2 -maxdepth 2 -name fs.img 2>/dev/null | wc -l; }
 ROOT=$T/pooled
 snap 0 prepare p
 snap 0 mount p "$T/mnt"

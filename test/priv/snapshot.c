@@ -2335,7 +2335,7 @@ Test(snapshot, activation_can_be_switched_off)
 }
 
 /* How many of <root>/<sub>'s entries are mount roots (keepers under w/) or
- * files (spares under pool/). */
+ * directories (spares under pool/). */
 static unsigned count_in(struct snap_root *r, const char *sub, bool mounts)
 {
         const char *dir = priv_path("%s/%s", snap_root_path(r), sub);
@@ -2360,13 +2360,19 @@ static unsigned count_in(struct snap_root *r, const char *sub, bool mounts)
         return n;
 }
 
+/* The inode of snapshot `key`'s directory, or of the image in it. */
+static ino_t snapshot_ino(struct snap_root *r, const char *key, const char *name)
+{
+        const char *p = priv_path("%s/snapshots/%lld%s", snap_root_path(r),
+                                  (long long)stat_ok(r, key)->id, name);
+        struct stat st;
+        cr_assert_eq(stat(p, &st), 0, "stat %s: %m", p);
+        return st.st_ino;
+}
+
 static ino_t image_ino(struct snap_root *r, const char *key)
 {
-        const char *img = priv_path("%s/snapshots/%lld/fs.img", snap_root_path(r),
-                                    (long long)stat_ok(r, key)->id);
-        struct stat st;
-        cr_assert_eq(stat(img, &st), 0, "stat %s: %m", img);
-        return st.st_ino;
+        return snapshot_ino(r, key, "/fs.img");
 }
 
 /* The writable pool: a removed active's image comes back, emptied and still
@@ -2397,7 +2403,7 @@ Test(snapshot, writable_pool_recycles_emptied_images)
         write_file(at(t, "d"), "g", "deep");
         unmount(t);
         unmount(tx);
-        ino_t ino_a = image_ino(r, "a");
+        ino_t ino_a = image_ino(r, "a"), dir_a = snapshot_ino(r, "a", "");
         cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
         cr_assert_eq(snap_fsck_problems(&rep), 0, "keepers of active snapshots are not leftovers");
         remove_ok(r, "a");
@@ -2409,6 +2415,8 @@ Test(snapshot, writable_pool_recycles_emptied_images)
 
         prepare(r, "b", "c1");
         cr_assert_eq(image_ino(r, "b"), ino_a, "the spare was taken");
+        cr_assert_eq(snapshot_ino(r, "b", ""), dir_a,
+                     "the spare's directory is b's (no directory made on the host)");
         cr_assert_eq(count_in(r, "pool", false), 0);
         t = mount_key_reusing(r, "b", &reused);
         cr_assert_eq(reused, 2, "the layer's activation and the writable keeper cloned");
@@ -2470,8 +2478,7 @@ Test(snapshot, writable_pool_recycles_emptied_images)
         cr_assert_not_null(de);
         const char *claimed = priv_path("%s/%s", pool, de->d_name);
         closedir(d);
-        cr_assert_eq(rename(claimed, priv_path("%s/tmp/new-crashed.img", snap_root_path(r))), 0,
-                     "%m");
+        cr_assert_eq(rename(claimed, priv_path("%s/tmp/new-crashed", snap_root_path(r))), 0, "%m");
         cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
         cr_assert_gt(rep.tmp_leftovers, 0);
         cr_assert_gt(rep.leaked_mounts, 0, "the keeper of an image in tmp/ is a leftover");
@@ -2484,6 +2491,27 @@ Test(snapshot, writable_pool_recycles_emptied_images)
         t = mount_key_reusing(r, "z", &reused);
         unmount(t);
         remove_ok(r, "z");
+        cr_assert_eq(count_in(r, "pool", false), 1);
+        /* A spare as an older version left it: the image itself, not its
+         * directory. The next prepare drops it (and its keeper) and clones
+         * the template instead. */
+        d = opendir(pool);
+        cr_assert_not_null(d, "%m");
+        while ((de = readdir(d)) && de->d_name[0] == '.')
+                ;
+        cr_assert_not_null(de);
+        const char *spare = priv_path("%s/%s", pool, de->d_name);
+        const char *legacy = priv_path("%s.img", spare);
+        closedir(d);
+        cr_assert_eq(rename(priv_path("%s/fs.img", spare), legacy), 0, "%m");
+        cr_assert_eq(rmdir(spare), 0, "%m");
+        prepare(r, "old", "c1");
+        cr_assert_eq(count_in(r, "pool", false), 0, "the old-style spare is gone");
+        cr_assert_eq(count_in(r, "w", true), 0, "with its keeper");
+        t = mount_key_reusing(r, "old", &reused);
+        expect_content(t, "f1", "1");
+        unmount(t);
+        remove_ok(r, "old");
         cr_assert_eq(count_in(r, "pool", false), 1);
         cr_assert_geq(snap_cleanup(r, &err), 0, "%s", err.msg);
         cr_assert_eq(count_in(r, "pool", false), 0, "cleanup keeps no spare");
