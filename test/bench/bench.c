@@ -2039,8 +2039,12 @@ struct snap_n_result {
         struct figure step[BENCH_SNAP_STEPS];
         struct figure cold; /* quota only: a cycle after snap_cleanup dropped every activation */
         unsigned cold_samples;
-        struct figure plain; /* the baseline (same for every mode, kept per N) */
-        bool plain_fd;       /* the baseline went through the engine's fd API */
+        /* The baseline. res->plain: measured once, first, on a quiet host
+         * filesystem. A mode's per[]: plain cycles interleaved with the
+         * mode's warm cycles (one each, alternating which goes first), so
+         * that both meet the same state of the host's filesystem. */
+        struct figure plain;
+        bool plain_fd; /* the baseline went through the engine's fd API */
         size_t plain_data_len;
 };
 
@@ -2089,6 +2093,13 @@ struct snap_bench {
          * (snap_root_engine_opts: its tag owner, activation reuse). */
         struct mount_engine *root_engine;
         const struct snap_root *root_engine_for;
+        /* The plain baseline's overlay per N (snap_plain_setup): mount(2)
+         * options, or a spec for the engine's fd API when they are too long. */
+        struct plain_case {
+                char *data;
+                struct mount_spec *spec;
+        } pcase[SNAP_SIZES];
+        struct mount_engine *plain_fd_engine;
         bool have_dir;
 };
 
@@ -2100,6 +2111,7 @@ static const struct snap_n_result *snap_n(const struct snap_mode_result *m, unsi
         return NULL;
 }
 
+/* The plain baseline at N=20 measured first, on a quiet host filesystem. */
 static const struct figure *plain20(const struct snap_results *res)
 {
         for (size_t i = 0; i < SNAP_SIZES; i++)
@@ -2108,19 +2120,44 @@ static const struct figure *plain20(const struct snap_results *res)
         return NULL;
 }
 
-/* The median cycle of `mode` at N=20 over the plain baseline at N=20. */
+/* The plain baseline at N=20 interleaved with `mode`'s warm cycles. */
+static const struct figure *mode_plain20(const struct snap_results *res, enum snap_mode mode)
+{
+        static const struct figure none;
+        const struct snap_mode_result *m = &res->mode[mode];
+        return m->supported ? &snap_n(m, 20)->plain : &none;
+}
+
+static bool have_ratio(const struct figure *a, const struct figure *b)
+{
+        return a->have && b->have && b->median_ms > 0;
+}
+
+static double ratio_of(const struct figure *a, const struct figure *b)
+{
+        return have_ratio(a, b) ? a->median_ms / b->median_ms : 0.0;
+}
+
+/* The median cycle of `mode` at N=20 over the plain baseline at N=20
+ * interleaved with it. */
 static bool snap_have_ratio(const struct snap_results *res, enum snap_mode mode)
 {
         const struct snap_mode_result *m = &res->mode[mode];
-        return m->supported && snap_n(m, 20)->cycle.have && plain20(res)->have &&
-               plain20(res)->median_ms > 0;
+        return m->supported && have_ratio(&snap_n(m, 20)->cycle, mode_plain20(res, mode));
 }
 
 static double snap_ratio(const struct snap_results *res, enum snap_mode mode)
 {
         return snap_have_ratio(res, mode)
-                       ? snap_n(&res->mode[mode], 20)->cycle.median_ms / plain20(res)->median_ms
+                       ? ratio_of(&snap_n(&res->mode[mode], 20)->cycle, mode_plain20(res, mode))
                        : 0.0;
+}
+
+/* The same over the quiet baseline measured first (for comparison). */
+static double snap_quiet_ratio(const struct snap_results *res, enum snap_mode mode)
+{
+        const struct snap_mode_result *m = &res->mode[mode];
+        return m->supported ? ratio_of(&snap_n(m, 20)->cycle, plain20(res)) : 0.0;
 }
 
 static const struct figure *quota20(const struct snap_results *res)
@@ -2606,19 +2643,39 @@ static uint64_t steps_sum(const uint64_t ns[BENCH_SNAP_STEPS])
         return s;
 }
 
-/* Warm cycles of every N on a built chain. */
+static int plain_cycle_n(struct snap_bench *b, size_t i, uint64_t *ret_ns, struct util_err *err);
+
+/* A plain cycle of size index `i` next to warm round `it` of a mode: its
+ * time goes to `plain` after the warm-up, a failure to the mode's. */
+static void warm_plain(struct snap_bench *b, size_t i, unsigned it, struct series *plain,
+                       bool *printed, struct snap_mode_result *res)
+{
+        struct util_err err = {0};
+        uint64_t ns = 0;
+        if (plain_cycle_n(b, i, &ns, &err) < 0) {
+                res->failures++;
+                report_failure(printed, "plain overlay next to it", err.msg);
+        } else if (it >= BENCH_SNAP_WARMUP) {
+                series_add(plain, ns);
+        }
+}
+
+/* Warm cycles of every N on a built chain, each next to a plain cycle of
+ * the same N (alternately before and after it): the mode's baseline. */
 static int snap_warm(struct snap_bench *b, struct snap_root *root, enum snap_mode mode,
                      unsigned iterations, struct snap_mode_result *res)
 {
         _cleanup_free_ uint64_t *buf = NULL;
         bool printed = false;
 
-        buf = calloc((size_t)(BENCH_SNAP_STEPS + 1) * iterations, sizeof(*buf));
+        buf = calloc((size_t)(BENCH_SNAP_STEPS + 2) * iterations, sizeof(*buf));
         if (!buf)
                 return bench_warn_errno(ENOMEM, "allocate samples");
         for (size_t i = 0; i < SNAP_SIZES; i++) {
                 struct snap_n_result *nr = &res->per[i];
                 struct series cyc = {.ns = buf, .cap = iterations};
+                struct series plain = {.ns = buf + (BENCH_SNAP_STEPS + 1) * iterations,
+                                       .cap = iterations};
                 struct series st[BENCH_SNAP_STEPS];
                 char parent[32], what[96];
 
@@ -2630,6 +2687,10 @@ static int snap_warm(struct snap_bench *b, struct snap_root *root, enum snap_mod
                 for (unsigned it = 0; it < BENCH_SNAP_WARMUP + iterations; it++) {
                         struct util_err err = {0};
                         uint64_t ns[BENCH_SNAP_STEPS] = {0};
+                        /* The plain cycle before the mode's on even rounds,
+                         * after it on odd ones. */
+                        if (it % 2 == 0)
+                                warm_plain(b, i, it, &plain, &printed, res);
                         struct snap_label vol = {.key = SNAP_LABEL_VOLATILE, .value = "true"};
                         bool v = mode == SNAP_MODE_POOL_VOLATILE;
                         int r = snap_cycle(b, root, "ctr", parent, v ? &vol : NULL, v ? 1 : 0,
@@ -2641,6 +2702,8 @@ static int snap_warm(struct snap_bench *b, struct snap_root *root, enum snap_mod
                                 report_failure(&printed, what, err.msg);
                                 continue;
                         }
+                        if (it % 2 == 1)
+                                warm_plain(b, i, it, &plain, &printed, res);
                         if (it < BENCH_SNAP_WARMUP)
                                 continue;
                         series_add(&cyc, steps_sum(ns));
@@ -2648,6 +2711,7 @@ static int snap_warm(struct snap_bench *b, struct snap_root *root, enum snap_mod
                                 series_add(&st[s], ns[s]);
                 }
                 figure_from(&nr->cycle, &cyc);
+                figure_from(&nr->plain, &plain);
                 for (size_t s = 0; s < BENCH_SNAP_STEPS; s++)
                         figure_from(&nr->step[s], &st[s]);
         }
@@ -2866,21 +2930,15 @@ static int plain_cycle(struct snap_bench *b, struct mount_engine *fd_engine,
         return 0;
 }
 
-static int snap_plain(struct snap_bench *b, unsigned iterations, struct snap_results *res)
+/* Builds the plain baseline's overlay of every N (b->pcase). */
+static int snap_plain_setup(struct snap_bench *b, struct snap_results *res)
 {
-        _cleanup_(mount_engine_freep) struct mount_engine *fd_engine = NULL;
-        _cleanup_free_ uint64_t *buf = calloc(iterations, sizeof(*buf));
-        bool printed = false;
-
-        if (!buf)
-                return bench_warn_errno(ENOMEM, "allocate samples");
         for (size_t i = 0; i < SNAP_SIZES; i++) {
-                _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
-                _cleanup_free_ char *lower = NULL, *data = NULL;
+                _cleanup_free_ char *lower = NULL;
                 struct snap_n_result *nr = &res->plain[i];
-                struct series s = {.ns = buf, .cap = iterations};
+                struct plain_case *pc = &b->pcase[i];
                 struct util_err err = {0};
-                char upper[BENCH_PATH_SIZE + 16], work[BENCH_PATH_SIZE + 16], what[64];
+                char upper[BENCH_PATH_SIZE + 16], work[BENCH_PATH_SIZE + 16];
                 size_t size = strlen("lowerdir=") + (size_t)nr->n * (strlen(b->plain) + 5) + 1;
                 size_t len;
 
@@ -2892,29 +2950,66 @@ static int snap_plain(struct snap_bench *b, unsigned iterations, struct snap_res
                                                 k == nr->n - 1 ? "" : ":", b->plain, k);
                 snprintf(upper, sizeof(upper), "upperdir=%s", b->pupper);
                 snprintf(work, sizeof(work), "workdir=%s", b->pwork);
-                if (asprintf(&data, "%s,%s,%s,index=off", lower, upper, work) < 0)
+                if (asprintf(&pc->data, "%s,%s,%s,index=off", lower, upper, work) < 0) {
+                        pc->data = NULL;
                         return bench_warn_errno(ENOMEM, "overlay options");
-                nr->plain_data_len = strlen(data);
+                }
+                nr->plain_data_len = strlen(pc->data);
                 nr->plain_fd = nr->plain_data_len > BENCH_MOUNT2_DATA_MAX;
                 if (nr->plain_fd) {
                         const char *const opts[] = {lower, upper, work, NULL};
                         struct mount_engine_opts eo = {.loop_owner = BENCH_OWNER,
                                                        .scratch_dir = b->scratch,
                                                        .api = MOUNT_API_FD};
-                        if ((!fd_engine && mount_engine_new(&eo, &fd_engine, &err) < 0) ||
-                            mount_spec_new(&spec) < 0 ||
-                            mount_spec_add(spec, "overlay", "overlay", NULL, opts, &err) < 0) {
+                        if ((!b->plain_fd_engine &&
+                             mount_engine_new(&eo, &b->plain_fd_engine, &err) < 0) ||
+                            mount_spec_new(&pc->spec) < 0 ||
+                            mount_spec_add(pc->spec, "overlay", "overlay", NULL, opts, &err) < 0) {
                                 bench_warn("plain baseline: %s", err.msg);
                                 return err.errnum ? -err.errnum : -ENOMEM;
                         }
                 }
+        }
+        return 0;
+}
+
+static void snap_plain_free(struct snap_bench *b)
+{
+        for (size_t i = 0; i < SNAP_SIZES; i++) {
+                free(b->pcase[i].data);
+                mount_spec_free(b->pcase[i].spec);
+                b->pcase[i] = (struct plain_case){0};
+        }
+        b->plain_fd_engine = mount_engine_free(b->plain_fd_engine);
+}
+
+/* One plain cycle of size index `i`. */
+static int plain_cycle_n(struct snap_bench *b, size_t i, uint64_t *ret_ns, struct util_err *err)
+{
+        const struct plain_case *pc = &b->pcase[i];
+        return plain_cycle(b, pc->spec ? b->plain_fd_engine : NULL, pc->spec, pc->data, ret_ns,
+                           err);
+}
+
+/* The baseline measured first, before any chain is built. */
+static int snap_plain(struct snap_bench *b, unsigned iterations, struct snap_results *res)
+{
+        _cleanup_free_ uint64_t *buf = calloc(iterations, sizeof(*buf));
+        bool printed = false;
+
+        if (!buf)
+                return bench_warn_errno(ENOMEM, "allocate samples");
+        for (size_t i = 0; i < SNAP_SIZES; i++) {
+                struct snap_n_result *nr = &res->plain[i];
+                struct series s = {.ns = buf, .cap = iterations};
+                struct util_err err = {0};
+                char what[64];
+
                 snprintf(what, sizeof(what), "plain overlay of %u dirs", nr->n);
                 for (unsigned it = 0; it < BENCH_SNAP_WARMUP + iterations; it++) {
                         uint64_t ns = 0;
                         util_err_clear(&err);
-                        int r = plain_cycle(b, nr->plain_fd ? fd_engine : NULL, spec, data, &ns,
-                                            &err);
-                        if (r < 0) {
+                        if (plain_cycle_n(b, i, &ns, &err) < 0) {
                                 res->plain_failures++;
                                 report_failure(&printed, what, err.msg);
                                 continue;
@@ -2939,7 +3034,7 @@ static void print_snap_text(const struct snap_results *res)
         for (size_t i = 0; i < SNAP_SIZES; i++) {
                 const struct snap_n_result *p = &res->plain[i];
                 char label[48];
-                snprintf(label, sizeof(label), "plain %u dirs:", p->n);
+                snprintf(label, sizeof(label), "plain %u dirs, first:", p->n);
                 text_line(label, "%-10s (p90 %s; via %s, options %zu bytes)",
                           ms_or_na(a, sizeof(a), &p->plain, false),
                           ms_or_na(c, sizeof(c), &p->plain, true),
@@ -2957,9 +3052,10 @@ static void print_snap_text(const struct snap_results *res)
                         const struct snap_n_result *nr = &mr->per[i];
                         char label[48];
                         snprintf(label, sizeof(label), "  N=%u warm cycle:", nr->n);
-                        text_line(label, "%-10s (p90 %s)",
+                        text_line(label, "%-10s (p90 %s; plain next to it %s)",
                                   ms_or_na(a, sizeof(a), &nr->cycle, false),
-                                  ms_or_na(c, sizeof(c), &nr->cycle, true));
+                                  ms_or_na(c, sizeof(c), &nr->cycle, true),
+                                  ms_or_na(d, sizeof(d), &nr->plain, false));
                         for (size_t s = 0; s < BENCH_SNAP_STEPS; s++) {
                                 snprintf(label, sizeof(label), "    %s:", snap_step_names[s]);
                                 text_line(label, "%-10s (p90 %s)",
@@ -3067,14 +3163,12 @@ static void print_snap_json(const struct snap_results *res)
                                 json_fixed("cold_cycle_p90_ms", nr->cold.have, nr->cold.p90_ms, 4,
                                            ", ");
                         }
-                        json_fixed("vs_plain_ratio",
-                                   nr->cycle.have && res->plain[i].plain.have &&
-                                           res->plain[i].plain.median_ms > 0,
-                                   nr->cycle.have && res->plain[i].plain.have &&
-                                                   res->plain[i].plain.median_ms > 0
-                                           ? nr->cycle.median_ms / res->plain[i].plain.median_ms
-                                           : 0.0,
-                                   3, "}");
+                        json_figure("plain_cycle_ms", &nr->plain, ", ");
+                        json_fixed("vs_plain_ratio", have_ratio(&nr->cycle, &nr->plain),
+                                   ratio_of(&nr->cycle, &nr->plain), 3, ", ");
+                        json_fixed("vs_quiet_plain_ratio",
+                                   have_ratio(&nr->cycle, &res->plain[i].plain),
+                                   ratio_of(&nr->cycle, &res->plain[i].plain), 3, "}");
                         printf("%s\n", i + 1 < SNAP_SIZES ? "," : "");
                 }
                 printf("  },\n");
@@ -3085,6 +3179,8 @@ static void print_snap_json(const struct snap_results *res)
                    ",\n  ");
         json_fixed("n20_warm_quota_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_QUOTA),
                    snap_ratio(res, SNAP_MODE_QUOTA), 3, ",\n  ");
+        json_fixed("n20_warm_quota_vs_quiet_plain_ratio", have_ratio(quota20(res), plain20(res)),
+                   snap_quiet_ratio(res, SNAP_MODE_QUOTA), 3, ",\n  ");
         const struct snap_mode_result *np = &res->mode[SNAP_MODE_NO_POOL];
         json_figure("n20_warm_quota_no_pool_cycle_ms",
                     np->supported ? &snap_n(np, 20)->cycle : &(struct figure){0}, ",\n  ");
@@ -3106,6 +3202,10 @@ static void print_snap_json(const struct snap_results *res)
                     dir->supported ? &snap_n(dir, 20)->cycle : &(struct figure){0}, ",\n  ");
         json_fixed("n20_dir_upper_vs_plain_ratio", snap_have_ratio(res, SNAP_MODE_DIR),
                    snap_ratio(res, SNAP_MODE_DIR), 3, ",\n  ");
+        json_figure("n20_dir_upper_plain_cycle_ms", mode_plain20(res, SNAP_MODE_DIR), ",\n  ");
+        json_fixed("n20_dir_upper_vs_quiet_plain_ratio",
+                   have_ratio(&snap_n(dir, 20)->cycle, plain20(res)),
+                   snap_quiet_ratio(res, SNAP_MODE_DIR), 3, ",\n  ");
         json_fixed("fresh_active_allocated_mib", res->have_fresh, res->fresh_mib, 2, ",\n  ");
         json_fixed("fresh_active_template_mib", res->have_fresh_template, res->fresh_template_mib,
                    2, ",\n  ");
@@ -3114,9 +3214,12 @@ static void print_snap_json(const struct snap_results *res)
         json_figure("block_prepare_ms",
                     res->mode[SNAP_MODE_BLOCK].supported ? block20(res) : &(struct figure){0},
                     ",\n  ");
-        json_figure("plain_baseline_cycle_ms", plain20(res), ",\n  ");
-        json_fixed("plain_baseline_cycle_p90_ms", plain20(res)->have, plain20(res)->p90_ms, 4,
-                   ",\n");
+        /* The baseline of the warm quota target: interleaved with it. */
+        const struct figure *qp = mode_plain20(res, SNAP_MODE_QUOTA);
+        json_figure("plain_baseline_cycle_ms", qp, ",\n  ");
+        json_fixed("plain_baseline_cycle_p90_ms", qp->have, qp->p90_ms, 4, ",\n  ");
+        json_figure("plain_quiet_cycle_ms", plain20(res), ",\n  ");
+        json_fixed("plain_quiet_cycle_p90_ms", plain20(res)->have, plain20(res)->p90_ms, 4, ",\n");
         printf("  \"targets\": {\"n20_warm_quota\": %s, \"n20_cold_quota\": %s, "
                "\"n20_dir_upper\": %s, \"fresh_active\": %s, \"block_prepare\": %s},\n",
                json_bool(target_snap_warm_met(res)), json_bool(target_snap_cold_met(res)),
@@ -3174,12 +3277,15 @@ static int bench_snapshot(const struct bench_opts *o)
         int r = snap_bench_init(&b);
         res.api = b.engine ? mount_engine_api(b.engine) : mount_api_probe();
         if (r >= 0)
+                r = snap_plain_setup(&b, &res);
+        if (r >= 0)
                 r = snap_plain(&b, res.iterations, &res);
         for (size_t m = 0; m < SNAP_MODES && r >= 0; m++)
                 r = snap_run_mode(&b, roots, (enum snap_mode)m, &res);
         /* Also after a failure: nothing mounted stays, every snapshot and the
          * directory go, then no device may be left. */
         int k = snap_bench_cleanup(&b, roots, &res.leaked_mounts);
+        snap_plain_free(&b);
         for (size_t m = 0; m < SNAP_MODES; m++)
                 snap_root_close(roots[m]);
         mount_engine_free(b.engine);
