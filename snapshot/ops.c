@@ -149,12 +149,16 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
         bool block = r->layout == SNAP_LAYOUT_BLOCK;
         if (kind == SNAP_KIND_ACTIVE && r->upper_dir) {
                 /* tmp/new-* becomes snapshots/<id>/fs: upper/ and work/
-                 * owned by the (mapped) root, as in a template image. */
+                 * owned by the (mapped) root, as in a template image. Or
+                 * a spare from the pool becomes snapshots/<id>, new upper/
+                 * and work/ made in its fs/. */
                 rc = tmp_name(r, "", &tmp, err);
-                if (rc >= 0 && mkdir(tmp, 0700) < 0)
+                if (rc >= 0 && snap_pool_take_dir(r, p.root_uid, p.root_gid, tmp) > 0)
+                        taken = true;
+                else if (rc >= 0 && mkdir(tmp, 0700) < 0)
                         rc = util_err_set(err, errno, "create '%s'", tmp);
                 static const char *const subs[] = {"upper", "work"};
-                for (size_t k = 0; rc >= 0 && k < UTIL_ARRAY_SIZE(subs); k++) {
+                for (size_t k = 0; rc >= 0 && !taken && k < UTIL_ARRAY_SIZE(subs); k++) {
                         _cleanup_free_ char *d = NULL;
                         if (asprintf(&d, "%s/%s", tmp, subs[k]) < 0)
                                 rc = util_err_set(err, ENOMEM, "prepare");
@@ -271,8 +275,11 @@ fail:
          * deleted file. */
         if (tmp && taken) {
                 char img[PATH_MAX];
-                if (snprintf(img, sizeof(img), "%s/fs.img", tmp) < (int)sizeof(img) &&
-                    snap_pool_recycle(r, img)) {
+                bool back = r->upper_dir ? snap_pool_recycle_dir(r, tmp)
+                                         : snprintf(img, sizeof(img), "%s/fs.img", tmp) <
+                                                           (int)sizeof(img) &&
+                                                   snap_pool_recycle(r, img);
+                if (back) {
                         free(tmp);
                         tmp = NULL;
                 }
@@ -630,6 +637,9 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
                 if (snap_deactivate(r, info.id, &e) < 0)
                         util_debug(UTIL_DBG_SNAP, "remove '%s': %s", key, e.msg);
         }
+        if (moved && info.kind == SNAP_KIND_ACTIVE && r->layout == SNAP_LAYOUT_OVERLAY &&
+            r->upper_dir && snap_pool_recycle_dir(r, trash))
+                moved = false; /* emptied, into the pool */
         if (moved && info.kind == SNAP_KIND_ACTIVE && r->layout == SNAP_LAYOUT_OVERLAY &&
             !r->upper_dir) {
                 /* Back to the writable pool, emptied, or its keeper dropped. */

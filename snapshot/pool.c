@@ -349,6 +349,88 @@ int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gi
         return taken;
 }
 
+/* ---- directory uppers ------------------------------------------------------
+ *
+ * A root with plain-directory uppers has no filesystem to keep, but the
+ * same host cost per container: the directories snapshots/<id>/ and its fs/
+ * made at prepare and deleted at remove. Its spare, pool/dir-<ino>/, is a
+ * removed snapshot's directory with an empty fs/ (upper/ and work/ deleted
+ * as always; fs/ is never shown to a container). Prepare claims one by a
+ * rename and makes upper/ and work/ in it, both new directories: a tenant
+ * never meets a directory an earlier one had (its xattrs, mode, flags), and
+ * an overlayfs still mounted on the old ones cannot share the new ones. */
+
+bool snap_pool_recycle_dir(struct snap_root *r, const char *dir)
+{
+        char fs[PATH_MAX], sub[PATH_MAX];
+        struct stat st;
+
+        if (r->pool_max == 0 || snprintf(fs, sizeof(fs), "%s/fs", dir) >= (int)sizeof(fs))
+                return false;
+        /* The container's files go here, as without the pool. */
+        static const char *const subs[] = {"upper", "work"};
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(subs); k++) {
+                if (snprintf(sub, sizeof(sub), "%s/%s", fs, subs[k]) >= (int)sizeof(sub))
+                        return false;
+                if (rmdir(sub) < 0 && errno != ENOENT)
+                        snap_tree_remove(sub);
+        }
+        /* Only an empty fs/ in an otherwise empty directory is kept; rmdir
+         * and rename fail on anything else (the caller deletes it). */
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+        bool only_fs = d != NULL;
+        while (only_fs && (de = readdir(d)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+                        only_fs = strcmp(de->d_name, "fs") == 0 && ++n == 1;
+        _cleanup_(closedirp) DIR *f = only_fs ? opendir(fs) : NULL;
+        n = 0;
+        while (f && (de = readdir(f)))
+                n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+        if (!f || n != 0 || pool_count(r) >= (int)r->pool_max || stat(dir, &st) < 0)
+                return false;
+        _cleanup_free_ char *spare = snap_path(r, "pool/dir-%" PRIu64, (uint64_t)st.st_ino);
+        if (!spare || rename(dir, spare) < 0)
+                return false;
+        util_debug(UTIL_DBG_SNAP, "writable pool: kept %s", spare);
+        return true;
+}
+
+int snap_pool_take_dir(struct snap_root *r, uint32_t uid, uint32_t gid, const char *dst)
+{
+        if (r->pool_max == 0)
+                return 0;
+        _cleanup_free_ char *pool = snap_path(r, "pool");
+        _cleanup_(closedirp) DIR *d = pool ? opendir(pool) : NULL;
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                char src[PATH_MAX];
+                if (strncmp(de->d_name, "dir-", 4) != 0)
+                        continue;
+                snprintf(src, sizeof(src), "%s/%s", pool, de->d_name);
+                if (rename(src, dst) < 0) /* another prepare took it first */
+                        continue;
+                const int dflags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+                _cleanup_close_ int top = open(dst, dflags);
+                _cleanup_close_ int fs = top >= 0 ? openat(top, "fs", dflags) : -EBADF;
+                static const char *const subs[] = {"upper", "work"};
+                bool ok = fs >= 0;
+                for (size_t k = 0; ok && k < UTIL_ARRAY_SIZE(subs); k++)
+                        ok = mkdirat(fs, subs[k], 0755) == 0 &&
+                             fchownat(fs, subs[k], uid, gid, AT_SYMLINK_NOFOLLOW) == 0 &&
+                             fchmodat(fs, subs[k], 0755, 0) == 0;
+                if (ok) {
+                        util_debug(UTIL_DBG_SNAP, "writable pool: took %s", de->d_name);
+                        return 1;
+                }
+                util_debug(UTIL_DBG_SNAP, "writable pool: spare %s is unusable; dropped",
+                           de->d_name);
+                snap_files_remove(dst);
+        }
+        return 0;
+}
+
 /* The image a keeper's device is backed by, relative to the root, or NULL. */
 static const char *keeper_backing(const struct snap_root *r, const char *point, char *buf,
                                   size_t size)

@@ -281,7 +281,7 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
             (rc = lock_file_open(r, "w/.lock", &r->w_lock_fd, err)) < 0)
                 return rc;
         long pool = util_env_long("LOOPSNAP_WRITABLE_POOL", (long)o->writable_pool);
-        if (r->layout == SNAP_LAYOUT_OVERLAY && !r->upper_dir && pool > 0)
+        if (r->layout == SNAP_LAYOUT_OVERLAY && pool > 0)
                 r->pool_max = pool > 1024 ? 1024 : (unsigned)pool;
         /* The cache serves overlay lowers; a block-layout snapshot is one
          * image of its own. */

@@ -99,6 +99,15 @@ int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gi
  * holds nothing else and the pool has room: true. Else its keeper is
  * dropped: false, and the caller deletes the files. */
 bool snap_pool_recycle(struct snap_root *r, const char *img);
+/* The same for a root with plain-directory uppers: snapshot directory `dir`
+ * (in the trash) loses its fs/upper and fs/work and goes to the pool when
+ * nothing but the empty fs/ is left and the pool has room: true. Else the
+ * caller deletes what is left. */
+bool snap_pool_recycle_dir(struct snap_root *r, const char *dir);
+/* Prepare, plain-directory uppers: renames a spare to directory `dst` and
+ * makes new fs/upper and fs/work owned by uid:gid in it. 1 when taken, 0
+ * when the pool had none. */
+int snap_pool_take_dir(struct snap_root *r, uint32_t uid, uint32_t gid, const char *dst);
 /* Commit: unmounts the keeper of `img` if it has one. */
 void snap_pool_release(struct snap_root *r, const char *img);
 /* Why keeper w/<name> is not needed (NULL: it is): `is_active` says whether

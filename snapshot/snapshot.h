@@ -84,9 +84,9 @@ struct snap_root_opts {
         bool no_activation_cache;
         /* Keep up to this many emptied writable images of removed active
          * snapshots attached and mounted for the next prepares (the
-         * writable pool, docs/snapshot.md); 0: off. Overlay layout with an
-         * image upper only; not recorded. LOOPSNAP_WRITABLE_POOL=N
-         * overrides it. */
+         * writable pool, docs/snapshot.md); with directory uppers, their
+         * emptied snapshot directories; 0: off. Overlay layout only; not
+         * recorded. LOOPSNAP_WRITABLE_POOL=N overrides it. */
         unsigned writable_pool;
 };
 

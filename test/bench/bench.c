@@ -2434,9 +2434,8 @@ static int snap_root_open_mode(struct snap_bench *b, enum snap_mode mode, struct
                 .layout = mode == SNAP_MODE_BLOCK ? SNAP_LAYOUT_BLOCK : SNAP_LAYOUT_OVERLAY,
                 .writable_size = SNAP_DEFAULT_WRITABLE_SIZE,
                 .upper_dir = mode == SNAP_MODE_DIR,
-                .writable_pool = mode == SNAP_MODE_QUOTA || mode == SNAP_MODE_POOL_VOLATILE
-                                         ? SNAP_DEFAULT_WRITABLE_POOL
-                                         : 0,
+                /* The default (on) but where a mode is the root without it. */
+                .writable_pool = mode == SNAP_MODE_NO_POOL ? 0 : SNAP_DEFAULT_WRITABLE_POOL,
         };
         int r = snap_root_open(&opts, ret, err);
         if (r >= 0)

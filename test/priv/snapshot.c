@@ -21,6 +21,7 @@
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 
 #include "loop/loop.h"
@@ -2373,6 +2374,85 @@ static ino_t snapshot_ino(struct snap_root *r, const char *key, const char *name
 static ino_t image_ino(struct snap_root *r, const char *key)
 {
         return snapshot_ino(r, key, "/fs.img");
+}
+
+/* The pool of a root with directory uppers: a removed snapshot's directory
+ * comes back with an empty fs/ (the container's files deleted), and the next
+ * prepare takes it with new upper/ and work/, owned by its own root; the
+ * next tenant sees nothing of the last one. fsck is clean throughout;
+ * cleanup deletes the spares. */
+Test(snapshot, writable_pool_keeps_empty_directories)
+{
+        if (!variant_is("dir"))
+                cr_skip_test("spare directories serve directory uppers (variant '%s')", variant());
+        struct snap_root_opts o = variant_opts();
+        o.writable_pool = 1;
+        struct snap_root *r = open_root_opts(&o);
+        struct snap_fsck_report rep = {0};
+        struct util_err err = {0};
+        committed_with(r, "c1", NULL, "f1", "1");
+
+        prepare(r, "a", "c1");
+        prepare(r, "x", "c1");
+        const char *t = mount_key(r, "a");
+        write_file(t, "secret", "tenant a");
+        make_dir(t, "d", 0700);
+        write_file(at(t, "d"), "g", "deep");
+        cr_assert_eq(setxattr(t, "user.tenant", "a", 1, 0), 0, "%m");
+        unmount(t);
+        ino_t dir_a = snapshot_ino(r, "a", "");
+        remove_ok(r, "a");
+        remove_ok(r, "x"); /* the pool (1) is full: x's directory is deleted */
+        cr_assert_eq(count_in(r, "pool", false), 1);
+        cr_assert_eq(count_in(r, "trash", false), 0, "nothing left in the trash");
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0, "a spare is not a leftover");
+
+        struct snap_label l[] = {LABEL(SNAP_LABEL_UIDMAPPING, "0:100000:65536"),
+                                 LABEL(SNAP_LABEL_GIDMAPPING, "0:100000:65536")};
+        prepare_l(r, "b", "c1", l, 2);
+        cr_assert_eq(count_in(r, "pool", false), 0);
+        cr_assert_eq(snapshot_ino(r, "b", ""), dir_a, "the spare's directory is b's");
+        const char *fs = priv_path("%s/snapshots/%lld/fs", snap_root_path(r),
+                                   (long long)stat_ok(r, "b")->id);
+        struct stat st = stat_of(fs, "upper");
+        cr_assert_eq(st.st_uid, 100000, "upper/ owned by b's mapped root, not %u", st.st_uid);
+        st = stat_of(fs, "work");
+        cr_assert_eq(st.st_gid, 100000, "work/ owned by b's mapped root, not %u", st.st_gid);
+        char v[8];
+        /* A new upper/ (inode numbers may come back: its metadata says). */
+        cr_assert_lt(getxattr(priv_path("%s/upper", fs), "user.tenant", v, sizeof(v)), 0,
+                     "the last tenant's xattr shows");
+        t = mount_key(r, "b");
+        expect_content(t, "f1", "1");
+        cr_assert_neq(access(at(t, "secret"), F_OK), 0, "the last tenant's file shows");
+        cr_assert_neq(access(at(t, "d"), F_OK), 0, "the last tenant's directory shows");
+        unmount(t);
+
+        /* A prepare that fails after claiming the spare gives it back. */
+        remove_ok(r, "b");
+        cr_assert_eq(count_in(r, "pool", false), 1);
+        struct mount_spec *none = NULL;
+        cr_assert_eq(snap_prepare(r, "c1", "c1", NULL, 0, &none, &err), -EEXIST, "%s", err.msg);
+        util_err_clear(&err);
+        cr_assert_eq(count_in(r, "pool", false), 1, "the failed prepare gave the spare back");
+
+        /* A snapshot whose fs/ holds more than upper/ and work/ is not
+         * kept: deleted, as without the pool. */
+        prepare(r, "y", "c1");
+        cr_assert_eq(count_in(r, "pool", false), 0, "y took the spare");
+        const char *extra = priv_path("%s/snapshots/%lld/fs/extra", snap_root_path(r),
+                                      (long long)stat_ok(r, "y")->id);
+        cr_assert_eq(mkdir(extra, 0700), 0, "%m");
+        remove_ok(r, "y");
+        cr_assert_eq(count_in(r, "pool", false), 0, "y's directory was not kept");
+        cr_assert_eq(count_in(r, "trash", false), 0, "y's directory was deleted");
+
+        cr_assert_eq(snap_fsck(r, false, NULL, NULL, &rep, &err), 0, "%s", err.msg);
+        cr_assert_eq(snap_fsck_problems(&rep), 0);
+        cr_assert_geq(snap_cleanup(r, &err), 0, "%s", err.msg);
+        cr_assert_eq(count_in(r, "pool", false), 0, "cleanup keeps no spare");
+        no_devices_left(r);
 }
 
 /* The writable pool: a removed active's image comes back, emptied and still
