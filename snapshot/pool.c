@@ -232,20 +232,33 @@ static int keeper_wipe(const char *point, int kfd)
         return 0;
 }
 
-/* Whether directory `dir` holds nothing but "fs.img". */
-static bool only_image(const char *dir)
+/* Whether directory `dir` holds exactly one entry, `name`, or, with `name`
+ * NULL, nothing at all. */
+static bool dir_holds_only(const char *dir, const char *name)
 {
         _cleanup_(closedirp) DIR *d = opendir(dir);
         struct dirent *de;
-        bool img = false;
+        unsigned n = 0;
         while (d && (de = readdir(d))) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                if (strcmp(de->d_name, "fs.img") != 0)
+                if (!name || strcmp(de->d_name, name) != 0)
                         return false;
-                img = true;
+                n++;
         }
-        return d && img;
+        return d && n == (name ? 1u : 0u);
+}
+
+/* Makes upper/ and work/ (0755, owned by uid:gid) in directory `dfd`. */
+static bool make_upper_work(int dfd, uint32_t uid, uint32_t gid)
+{
+        static const char *const subs[] = {"upper", "work"};
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(subs); k++)
+                if (mkdirat(dfd, subs[k], 0755) < 0 ||
+                    fchownat(dfd, subs[k], uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    fchmodat(dfd, subs[k], 0755, 0) < 0)
+                        return false;
+        return true;
 }
 
 bool snap_pool_recycle(struct snap_root *r, const char *img)
@@ -265,7 +278,7 @@ bool snap_pool_recycle(struct snap_root *r, const char *img)
                 snprintf(dir, sizeof(dir), "%.*s", (int)(slash - img), img);
         if (!why && (r->pool_max == 0 || pool_count(r) >= (int)r->pool_max))
                 why = "the pool is full";
-        else if (!why && !only_image(dir))
+        else if (!why && !dir_holds_only(dir, "fs.img"))
                 why = "its directory holds more than the image";
         else if (!why && keeper_wipe(point, kfd) < 0)
                 why = "could not empty it";
@@ -322,12 +335,7 @@ int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gi
                 bool ok = path == img && stat(img, &st) == 0 && (uint64_t)st.st_size == size &&
                           (point = keeper_path(r, st.st_ino)) &&
                           (kfd = open(point, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0 &&
-                          keeper_ok(r, kfd, &st);
-                static const char *const subs[] = {"upper", "work"};
-                for (size_t k = 0; ok && k < UTIL_ARRAY_SIZE(subs); k++)
-                        ok = mkdirat(kfd, subs[k], 0755) == 0 &&
-                             fchownat(kfd, subs[k], uid, gid, AT_SYMLINK_NOFOLLOW) == 0 &&
-                             fchmodat(kfd, subs[k], 0755, 0) == 0;
+                          keeper_ok(r, kfd, &st) && make_upper_work(kfd, uid, gid);
                 if (ok) {
                         taken = 1;
                         util_debug(UTIL_DBG_SNAP, "writable pool: took %s", de->d_name);
@@ -375,20 +383,10 @@ bool snap_pool_recycle_dir(struct snap_root *r, const char *dir)
                 if (rmdir(sub) < 0 && errno != ENOENT)
                         snap_tree_remove(sub);
         }
-        /* Only an empty fs/ in an otherwise empty directory is kept; rmdir
-         * and rename fail on anything else (the caller deletes it). */
-        _cleanup_(closedirp) DIR *d = opendir(dir);
-        struct dirent *de;
-        int n = 0;
-        bool only_fs = d != NULL;
-        while (only_fs && (de = readdir(d)))
-                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-                        only_fs = strcmp(de->d_name, "fs") == 0 && ++n == 1;
-        _cleanup_(closedirp) DIR *f = only_fs ? opendir(fs) : NULL;
-        n = 0;
-        while (f && (de = readdir(f)))
-                n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
-        if (!f || n != 0 || pool_count(r) >= (int)r->pool_max || stat(dir, &st) < 0)
+        /* Only an empty fs/ in an otherwise empty directory is kept (the
+         * caller deletes anything else). */
+        if (!dir_holds_only(dir, "fs") || !dir_holds_only(fs, NULL) ||
+            pool_count(r) >= (int)r->pool_max || stat(dir, &st) < 0)
                 return false;
         _cleanup_free_ char *spare = snap_path(r, "pool/dir-%" PRIu64, (uint64_t)st.st_ino);
         if (!spare || rename(dir, spare) < 0)
@@ -414,13 +412,7 @@ int snap_pool_take_dir(struct snap_root *r, uint32_t uid, uint32_t gid, const ch
                 const int dflags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
                 _cleanup_close_ int top = open(dst, dflags);
                 _cleanup_close_ int fs = top >= 0 ? openat(top, "fs", dflags) : -EBADF;
-                static const char *const subs[] = {"upper", "work"};
-                bool ok = fs >= 0;
-                for (size_t k = 0; ok && k < UTIL_ARRAY_SIZE(subs); k++)
-                        ok = mkdirat(fs, subs[k], 0755) == 0 &&
-                             fchownat(fs, subs[k], uid, gid, AT_SYMLINK_NOFOLLOW) == 0 &&
-                             fchmodat(fs, subs[k], 0755, 0) == 0;
-                if (ok) {
+                if (fs >= 0 && make_upper_work(fs, uid, gid)) {
                         util_debug(UTIL_DBG_SNAP, "writable pool: took %s", de->d_name);
                         return 1;
                 }
