@@ -29,6 +29,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -239,6 +240,23 @@ static int fs_size_check(const char *path, const char *type, uint64_t min, struc
 
 /* ---- ext4 --------------------------------------------------------------- */
 
+int snap_make_upper_work(int dfd, const char *dir, uint32_t uid, uint32_t gid, struct util_err *err)
+{
+        static const char *const subs[] = {"upper", "work"};
+        for (size_t k = 0; k < UTIL_ARRAY_SIZE(subs); k++) {
+                char d[PATH_MAX];
+                if (snprintf(d, sizeof(d), "%s/%s", dir, subs[k]) >= (int)sizeof(d))
+                        return util_err_setx(err, ENAMETOOLONG, "'%s/%s': path too long", dir,
+                                             subs[k]);
+                /* chmod after the mkdir: the umask must not narrow 0755. */
+                if (mkdirat(dfd, d, 0755) < 0 ||
+                    fchownat(dfd, d, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    fchmodat(dfd, d, 0755, 0) < 0)
+                        return util_err_set(err, errno, "create '%s'", d);
+        }
+        return 0;
+}
+
 /* A "new-skel-*" directory next to `path` holding upper/ and work/ owned
  * by uid:gid, for mkfs.ext4 -d (which copies owners and modes). Swept like
  * every new-* leftover if we crash. */
@@ -250,14 +268,7 @@ static int ext4_skeleton(const char *path, uint32_t uid, uint32_t gid, char *ret
         snprintf(ret, size, "%.*s/new-skel-XXXXXX", plen, slash ? path : ".");
         if (!mkdtemp(ret))
                 return util_err_set(err, errno, "create '%s'", ret);
-        static const char *const dirs[] = {"upper", "work"};
-        for (size_t k = 0; k < UTIL_ARRAY_SIZE(dirs); k++) {
-                char d[4200];
-                snprintf(d, sizeof(d), "%s/%s", ret, dirs[k]);
-                if (mkdir(d, 0755) < 0 || chown(d, uid, gid) < 0 || chmod(d, 0755) < 0)
-                        return util_err_set(err, errno, "create '%s'", d);
-        }
-        return 0;
+        return snap_make_upper_work(AT_FDCWD, ret, uid, gid, err);
 }
 
 static void ext4_skeleton_remove(const char *skel)

@@ -116,3 +116,9 @@ int snap_image_tool_check(const char *type, struct util_err *err);
 
 /* Bytes allocated on disk for `path` (st_blocks * 512). */
 int snap_image_allocated(const char *path, uint64_t *ret, struct util_err *err);
+
+/* Makes <dir>/upper and <dir>/work (`dir` relative to `dfd`), 0755 and
+ * owned by uid:gid, as an overlay's upper and work directories. 0 or -errno
+ * with `err` naming the directory (`err` may be NULL). */
+int snap_make_upper_work(int dfd, const char *dir, uint32_t uid, uint32_t gid,
+                         struct util_err *err);

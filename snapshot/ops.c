@@ -157,15 +157,8 @@ static int create(struct snap_root *r, enum snap_kind kind, const char *key, con
                         taken = true;
                 else if (rc >= 0 && mkdir(tmp, 0700) < 0)
                         rc = util_err_set(err, errno, "create '%s'", tmp);
-                static const char *const subs[] = {"upper", "work"};
-                for (size_t k = 0; rc >= 0 && !taken && k < UTIL_ARRAY_SIZE(subs); k++) {
-                        _cleanup_free_ char *d = NULL;
-                        if (asprintf(&d, "%s/%s", tmp, subs[k]) < 0)
-                                rc = util_err_set(err, ENOMEM, "prepare");
-                        else if (mkdir(d, 0755) < 0 || chown(d, p.root_uid, p.root_gid) < 0 ||
-                                 chmod(d, 0755) < 0)
-                                rc = util_err_set(err, errno, "create '%s'", d);
-                }
+                else if (rc >= 0)
+                        rc = snap_make_upper_work(AT_FDCWD, tmp, p.root_uid, p.root_gid, err);
                 if (rc >= 0)
                         util_fault_point("prepare-after-clone"); /* the same step */
         } else if (kind == SNAP_KIND_ACTIVE || block) {
@@ -273,16 +266,9 @@ fail:
         /* A spare taken from the writable pool goes back to it (or its
          * keeper is dropped): deleting it would leave the keeper mounting a
          * deleted file. */
-        if (tmp && taken) {
-                char img[PATH_MAX];
-                bool back = r->upper_dir ? snap_pool_recycle_dir(r, tmp)
-                                         : snprintf(img, sizeof(img), "%s/fs.img", tmp) <
-                                                           (int)sizeof(img) &&
-                                                   snap_pool_recycle(r, img);
-                if (back) {
-                        free(tmp);
-                        tmp = NULL;
-                }
+        if (tmp && taken && snap_pool_recycle(r, tmp)) {
+                free(tmp);
+                tmp = NULL;
         }
         if (tmp && unlink(tmp) < 0)
                 snap_tree_remove(tmp);
@@ -637,17 +623,11 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
                 if (snap_deactivate(r, info.id, &e) < 0)
                         util_debug(UTIL_DBG_SNAP, "remove '%s': %s", key, e.msg);
         }
+        /* Back to the writable pool, emptied (the whole directory goes), or
+         * deleted below. */
         if (moved && info.kind == SNAP_KIND_ACTIVE && r->layout == SNAP_LAYOUT_OVERLAY &&
-            r->upper_dir && snap_pool_recycle_dir(r, trash))
-                moved = false; /* emptied, into the pool */
-        if (moved && info.kind == SNAP_KIND_ACTIVE && r->layout == SNAP_LAYOUT_OVERLAY &&
-            !r->upper_dir) {
-                /* Back to the writable pool, emptied, or its keeper dropped. */
-                char img[PATH_MAX];
-                if (snprintf(img, sizeof(img), "%s/fs.img", trash) < (int)sizeof(img) &&
-                    snap_pool_recycle(r, img))
-                        moved = false; /* the whole directory went */
-        }
+            snap_pool_recycle(r, trash))
+                moved = false;
         if (moved)
                 snap_files_remove(trash);
         snap_info_done(&info);

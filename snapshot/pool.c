@@ -249,38 +249,27 @@ static bool dir_holds_only(const char *dir, const char *name)
         return d && n == (name ? 1u : 0u);
 }
 
-/* Makes upper/ and work/ (0755, owned by uid:gid) in directory `dfd`. */
-static bool make_upper_work(int dfd, uint32_t uid, uint32_t gid)
-{
-        static const char *const subs[] = {"upper", "work"};
-        for (size_t k = 0; k < UTIL_ARRAY_SIZE(subs); k++)
-                if (mkdirat(dfd, subs[k], 0755) < 0 ||
-                    fchownat(dfd, subs[k], uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-                    fchmodat(dfd, subs[k], 0755, 0) < 0)
-                        return false;
-        return true;
-}
+static bool recycle_dir(struct snap_root *r, const char *dir);
 
-bool snap_pool_recycle(struct snap_root *r, const char *img)
+bool snap_pool_recycle(struct snap_root *r, const char *dir)
 {
+        if (r->upper_dir)
+                return recycle_dir(r, dir);
+        char img[PATH_MAX];
         struct stat st;
+        if (snprintf(img, sizeof(img), "%s/fs.img", dir) >= (int)sizeof(img))
+                return false;
         _cleanup_free_ char *point = NULL;
         _cleanup_close_ int kfd = keeper_open(r, img, O_RDONLY, &st, &point);
         if (kfd < 0)
                 return false; /* no keeper (or not ours): the image is deleted as usual */
 
-        char dir[PATH_MAX];
-        const char *slash = strrchr(img, '/');
         const char *why = NULL;
-        if (!slash || strcmp(slash, "/fs.img") != 0 || (size_t)(slash - img) >= sizeof(dir))
-                why = "not a snapshot's fs.img";
-        else
-                snprintf(dir, sizeof(dir), "%.*s", (int)(slash - img), img);
-        if (!why && (r->pool_max == 0 || pool_count(r) >= (int)r->pool_max))
+        if (r->pool_max == 0 || pool_count(r) >= (int)r->pool_max)
                 why = "the pool is full";
-        else if (!why && !dir_holds_only(dir, "fs.img"))
+        else if (!dir_holds_only(dir, "fs.img"))
                 why = "its directory holds more than the image";
-        else if (!why && keeper_wipe(point, kfd) < 0)
+        else if (keeper_wipe(point, kfd) < 0)
                 why = "could not empty it";
         if (!why && stat(img, &st) == 0 && (uint64_t)st.st_blocks * 512 > POOL_MAX_ALLOCATED) {
                 /* The container wrote and deleted data: give the blocks
@@ -335,7 +324,8 @@ int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gi
                 bool ok = path == img && stat(img, &st) == 0 && (uint64_t)st.st_size == size &&
                           (point = keeper_path(r, st.st_ino)) &&
                           (kfd = open(point, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0 &&
-                          keeper_ok(r, kfd, &st) && make_upper_work(kfd, uid, gid);
+                          keeper_ok(r, kfd, &st) &&
+                          snap_make_upper_work(kfd, ".", uid, gid, NULL) >= 0;
                 if (ok) {
                         taken = 1;
                         util_debug(UTIL_DBG_SNAP, "writable pool: took %s", de->d_name);
@@ -368,7 +358,8 @@ int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gi
  * never meets a directory an earlier one had (its xattrs, mode, flags), and
  * an overlayfs still mounted on the old ones cannot share the new ones. */
 
-bool snap_pool_recycle_dir(struct snap_root *r, const char *dir)
+/* snap_pool_recycle for a root with plain-directory uppers. */
+static bool recycle_dir(struct snap_root *r, const char *dir)
 {
         char fs[PATH_MAX], sub[PATH_MAX];
         struct stat st;
@@ -409,10 +400,9 @@ int snap_pool_take_dir(struct snap_root *r, uint32_t uid, uint32_t gid, const ch
                 snprintf(src, sizeof(src), "%s/%s", pool, de->d_name);
                 if (rename(src, dst) < 0) /* another prepare took it first */
                         continue;
-                const int dflags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-                _cleanup_close_ int top = open(dst, dflags);
-                _cleanup_close_ int fs = top >= 0 ? openat(top, "fs", dflags) : -EBADF;
-                if (fs >= 0 && make_upper_work(fs, uid, gid)) {
+                char fs[PATH_MAX];
+                if (snprintf(fs, sizeof(fs), "%s/fs", dst) < (int)sizeof(fs) &&
+                    snap_make_upper_work(AT_FDCWD, fs, uid, gid, NULL) >= 0) {
                         util_debug(UTIL_DBG_SNAP, "writable pool: took %s", de->d_name);
                         return 1;
                 }

@@ -94,16 +94,12 @@ int snap_pool_reuse(struct snap_root *r, const char *source, bool borrow, int *r
  * writable fs and `size` to directory `dst` and gives its image new upper/
  * and work/ owned by uid:gid. 1 when taken, 0 when the pool had none. */
 int snap_pool_take(struct snap_root *r, uint64_t size, uint32_t uid, uint32_t gid, const char *dst);
-/* Remove: `img` (<dir>/fs.img, its snapshot's row gone) goes back to the
- * pool with its directory, emptied, when it has a keeper, the directory
- * holds nothing else and the pool has room: true. Else its keeper is
- * dropped: false, and the caller deletes the files. */
-bool snap_pool_recycle(struct snap_root *r, const char *img);
-/* The same for a root with plain-directory uppers: snapshot directory `dir`
- * (in the trash) loses its fs/upper and fs/work and goes to the pool when
- * nothing but the empty fs/ is left and the pool has room: true. Else the
- * caller deletes what is left. */
-bool snap_pool_recycle_dir(struct snap_root *r, const char *dir);
+/* Remove (or a failed prepare): active snapshot directory `dir`, its row
+ * gone, goes back to the pool emptied when the pool has room and `dir`
+ * holds only what a spare may: true. An image upper's needs its keeper
+ * (else the keeper is dropped); a directory upper's loses fs/upper and
+ * fs/work either way. false: the caller deletes what is left. */
+bool snap_pool_recycle(struct snap_root *r, const char *dir);
 /* Prepare, plain-directory uppers: renames a spare to directory `dst` and
  * makes new fs/upper and fs/work owned by uid:gid in it. 1 when taken, 0
  * when the pool had none. */
