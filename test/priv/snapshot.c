@@ -370,6 +370,25 @@ static void committed_with(struct snap_root *r, const char *name, const char *pa
         commit(r, name, key);
 }
 
+/* Committed layers c1 (no parent) to c<n>, each c<k> on c<k-1> holding
+ * f<k> = "<k>". */
+static void committed_chain(struct snap_root *r, unsigned n)
+{
+        for (unsigned k = 1; k <= n; k++)
+                committed_with(r, priv_keep(priv_path("c%u", k)),
+                               k > 1 ? priv_keep(priv_path("c%u", k - 1)) : NULL,
+                               priv_keep(priv_path("f%u", k)), priv_keep(priv_path("%u", k)));
+}
+
+/* The variant's root, for a test of stacked layers (skipped for the block
+ * layout, which stacks none). */
+static struct snap_root *open_layered_root(void)
+{
+        if (variant_is("block"))
+                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
+        return open_root();
+}
+
 /* "k=v,k=v" of the labels, in their order. */
 static const char *labels_str(const struct snap_info *i)
 {
@@ -2030,11 +2049,8 @@ static bool activated(struct snap_root *r, const char *name)
 
 Test(snapshot, activation_cache)
 {
-        if (variant_is("block"))
-                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
-        struct snap_root *r = open_root();
-        committed_with(r, "c1", NULL, "f1", "1");
-        committed_with(r, "c2", "c1", "f2", "2");
+        struct snap_root *r = open_layered_root();
+        committed_chain(r, 2);
         cr_assert_not(activated(r, "c2"), "a commit alone activates nothing");
 
         /* A prepare keeps its layers mounted: their devices stay bound and
@@ -2074,9 +2090,7 @@ Test(snapshot, activation_cache)
  * nothing a container sees, and fsck finds activations of missing rows. */
 Test(snapshot, activation_is_only_a_cache)
 {
-        if (variant_is("block"))
-                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
-        struct snap_root *r = open_root();
+        struct snap_root *r = open_layered_root();
         committed_with(r, "c1", NULL, "f1", "1");
         const char *m1 = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c1")->id);
         cr_assert_eq(mkdir(m1, 0700), 0, "%m");
@@ -2151,17 +2165,10 @@ static unsigned long mount_flags_at(const char *path)
  * and the clone given the spec's flags; the activation is not touched. */
 Test(snapshot, activations_are_lent_to_overlays)
 {
-        if (variant_is("block"))
-                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
-        struct snap_root *r = open_root();
+        struct snap_root *r = open_layered_root();
         size_t reused = 0, borrowed = 0;
         struct mount_engine_opts eo;
-        committed_with(r, "c1", NULL, "f1", "1");
-        committed_with(r, "c2", "c1", "f2", "2");
-        committed_with(r, "c3", "c2", "f3", "3");
-        committed_with(r, "c4", "c3", "f4", "4");
-        committed_with(r, "c5", "c4", "f5", "5");
-        committed_with(r, "c6", "c5", "f6", "6");
+        committed_chain(r, 6);
         /* Dropped, so that the prepare activates the six layers at once
          * (on several threads): each must be its own layer's image. */
         struct util_err err = {0};
@@ -2229,13 +2236,10 @@ static int racy_reuse(void *data, const char *type, const char *source, bool rw,
  * (here: mounting the layer images itself). Nothing is left behind. */
 Test(snapshot, lent_mount_gone_before_the_overlay)
 {
-        if (variant_is("block"))
-                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
-        struct snap_root *r = open_root();
+        struct snap_root *r = open_layered_root();
         size_t reused = 0, borrowed = 0;
         struct mount_engine_opts eo;
-        committed_with(r, "c1", NULL, "f1", "1");
-        committed_with(r, "c2", "c1", "f2", "2");
+        committed_chain(r, 2);
         prepare(r, "a", "c2");
         cr_assert(activated(r, "c1") && activated(r, "c2"));
 
@@ -2259,12 +2263,9 @@ Test(snapshot, lent_mount_gone_before_the_overlay)
  * another layer's filesystem bound at m/<id> is not used. */
 Test(snapshot, activation_reuse_checks_the_image)
 {
-        if (variant_is("block"))
-                cr_skip_test("the block layout stacks no layers (variant '%s')", variant());
-        struct snap_root *r = open_root();
+        struct snap_root *r = open_layered_root();
         size_t reused = 0;
-        committed_with(r, "c1", NULL, "f1", "1");
-        committed_with(r, "c2", "c1", "f2", "2");
+        committed_chain(r, 2);
         committed_with(r, "d1", NULL, "g1", "other");
 
         prepare(r, "a", "c2");
