@@ -400,7 +400,7 @@ static int attach_once(struct alloc_lock *lock, const struct attach_req *q, stru
         ret->bound_by_us = true;
         ret->direct_io = dio;
         if (q->opts->flags & LOOP_ATTACH_SHARED)
-                loop_share_record(&q->st, q->opts, ret);
+                loop_share_record(&q->st, q->name, q->opts, ret);
         if (q->want_dio && !dio)
                 util_debug(UTIL_DBG_LOOP, "%s: direct I/O refused for '%s', using buffered I/O",
                            dev, q->name);

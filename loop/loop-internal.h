@@ -68,9 +68,10 @@ struct stat;
 int loop_share_find(const struct stat *backing, const struct loop_attach_opts *opts,
                     struct loop_device *ret, struct util_err *err);
 
-/* Records a shared device we just bound, for loop_share_find (best effort). */
-void loop_share_record(const struct stat *backing, const struct loop_attach_opts *opts,
-                       const struct loop_device *d);
+/* Records a shared device we just bound to image `name` (its path; kept in
+ * the record when absolute), for loop_share_find (best effort). */
+void loop_share_record(const struct stat *backing, const char *name,
+                       const struct loop_attach_opts *opts, const struct loop_device *d);
 
 /* Whether the tag of a device says loopsnap attached it (for `owner`, or any
  * owner when NULL). */

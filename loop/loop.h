@@ -182,8 +182,10 @@ int loop_attach_opts_check(const struct loop_attach_opts *opts, struct util_err 
 /*
  * loop_share_sweep: remove the records of the shared-device registry
  * (/run/loopsnap/loop-share, or LOOPSNAP_LOOP_SHARE_DIR) whose device is
- * gone or bound to something else, and temporary records of writers that
- * died. Records are written when a shared device is bound and only a later
+ * gone or bound to something else and whose image is gone too (a record of
+ * an image that still exists is kept: the next attach of that image
+ * rewrites it in place), and temporary records of writers that died.
+ * Records are written when a shared device is bound and only a later
  * lookup of the same image would notice one is stale, so without a sweep
  * they pile up. Holds the /dev/loop-control lock while it works. Returns 0
  * (with the count in *ret_removed, may be NULL) or -errno with `err`.

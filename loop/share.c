@@ -9,13 +9,17 @@
  * of them unbound), i.e. 60 ms for a 20-layer overlay. So every shared device
  * we bind is recorded in a registry, one small file per (backing dev+inode,
  * offset, size limit, block size) under /run/loopsnap/loop-share holding
- * "<nr> <diskseq>", written under the same lock. A lookup reads that one
- * file. The record is only a hint: the device it names is opened and
- * verified exactly as a scanned one would be (below), and a record that no
- * longer matches (autoclear freed the device, someone else reused it) is
- * written over by the attach that follows, or removed by loop_share_sweep
- * (snapctl cleanup, fsck --repair). Correctness never depends on it: a missing record only costs a
- * second device for the same image. Where the registry directory cannot be
+ * "<nr> <diskseq>" and, on a second line, the image's path, written under
+ * the same lock. A lookup reads that one file. The record is only a hint:
+ * the device it names is opened and verified exactly as a scanned one would
+ * be (below), and a record that no longer matches (autoclear freed the
+ * device, someone else reused it) is written over by the next attach of
+ * that image. loop_share_sweep (snapctl cleanup, fsck --repair) removes the
+ * stale records of images that are gone, and keeps the others for that
+ * rewrite: making a file is a new inode, ~0.35 ms each where /run is not a
+ * tmpfs, paid under the lock by every layer of a cold start. Correctness
+ * never depends on a record: a missing one only costs a second device for
+ * the same image. Where the registry directory cannot be
  * made (read-only /run), or LOOPSNAP_LOOP_SHARE_DIR is set to "", the lookup
  * scans /sys/block instead.
  *
@@ -197,9 +201,12 @@ int loop_share_find(const struct stat *backing, const struct loop_attach_opts *o
                 return share_scan(backing, opts, ret, err);
         if (registry_path(path, sizeof(path), dir, backing, opts) < 0)
                 return share_scan(backing, opts, ret, err);
-        ssize_t n = util_read_small_file(path, buf, sizeof(buf));
-        if (n < 0)
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
                 return 0; /* no record: no shared device (see above) */
+        /* The first line is all a lookup needs. */
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        buf[n > 0 ? n : 0] = '\0';
         if (sscanf(buf, "%d %" SCNu64, &nr, &seq) == 2 && nr >= 0 &&
             share_open_verified(nr, backing, opts, seq, ret) == 0)
                 return 1;
@@ -209,11 +216,11 @@ int loop_share_find(const struct stat *backing, const struct loop_attach_opts *o
         return 0;
 }
 
-void loop_share_record(const struct stat *backing, const struct loop_attach_opts *opts,
-                       const struct loop_device *d)
+void loop_share_record(const struct stat *backing, const char *name,
+                       const struct loop_attach_opts *opts, const struct loop_device *d)
 {
         const char *dir = registry_dir();
-        char path[PATH_MAX], line[64];
+        char path[PATH_MAX], line[PATH_MAX + 64];
 
         if (!dir || registry_ensure(dir) < 0 ||
             registry_path(path, sizeof(path), dir, backing, opts) < 0)
@@ -226,8 +233,14 @@ void loop_share_record(const struct stat *backing, const struct loop_attach_opts
          * with that disk sequence number and so is stale like any other.
          * (Replacing the file, by a new one renamed over it, costs two
          * directory operations per layer: ~0.4 ms where /run is not a tmpfs.)
+         * The path, when the caller gave an absolute one, is what lets the
+         * sweep keep the record while the image exists (record_is_kept).
          */
-        int len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n", d->nr, d->diskseq);
+        int len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n%s%s", d->nr, d->diskseq,
+                           name && name[0] == '/' && !strchr(name, '\n') ? name : "",
+                           name && name[0] == '/' && !strchr(name, '\n') ? "\n" : "");
+        if (len < 0 || (size_t)len >= sizeof(line))
+                len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n", d->nr, d->diskseq);
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 || pwrite(fd, line, (size_t)len, 0) != len || ftruncate(fd, len) < 0) {
                 util_debug(UTIL_DBG_LOOP, "share record '%s': %s", path, strerror(errno));
@@ -258,13 +271,16 @@ static bool record_key(const char *name, struct stat *ret_backing,
         return true;
 }
 
-/* Whether record file `name` in `dir_fd` still names a live shared device. */
-static bool record_is_live(int dir_fd, const char *name)
+/* Whether record file `name` in `dir_fd` stays: it still names a live
+ * shared device, or the image it was written for still exists (the path on
+ * its second line is that file: same st_dev and st_ino as its key), so the
+ * next attach of the image rewrites it in place instead of making a file. */
+static bool record_is_kept(int dir_fd, const char *name)
 {
         struct loop_attach_opts opts;
         struct loop_device d;
-        struct stat backing;
-        char buf[64];
+        struct stat backing, st;
+        char buf[PATH_MAX + 64];
         int nr;
         uint64_t seq;
 
@@ -279,10 +295,17 @@ static bool record_is_live(int dir_fd, const char *name)
         buf[n] = '\0';
         if (sscanf(buf, "%d %" SCNu64, &nr, &seq) != 2 || nr < 0)
                 return false;
-        if (share_open_verified(nr, &backing, &opts, seq, &d) < 0)
+        if (share_open_verified(nr, &backing, &opts, seq, &d) == 0) {
+                close(d.fd);
+                return true;
+        }
+        char *img = strchr(buf, '\n');
+        char *end = img ? strchr(img + 1, '\n') : NULL;
+        if (!end || img[1] != '/')
                 return false;
-        close(d.fd);
-        return true;
+        *end = '\0';
+        return stat(img + 1, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == backing.st_dev &&
+               st.st_ino == backing.st_ino;
 }
 
 int loop_share_sweep(size_t *ret_removed, struct util_err *err)
@@ -316,7 +339,7 @@ int loop_share_sweep(size_t *ret_removed, struct util_err *err)
                         long pid = strtol(tmp + 5, NULL, 10);
                         stale = pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
                 } else {
-                        stale = !record_is_live(dirfd(d), name);
+                        stale = !record_is_kept(dirfd(d), name);
                 }
                 if (stale && unlinkat(dirfd(d), name, 0) == 0)
                         removed++;

@@ -272,21 +272,26 @@ Test(loop, shared_record_is_only_a_hint)
          * exactly the new device. */
         cr_assert_eq(stat(rec, &rec_after), 0, "%m");
         cr_assert_eq(rec_after.st_ino, rec_before.st_ino, "the record file was replaced");
-        char whole[512], want[64];
+        char whole[512], want[PATH_MAX + 64];
         fp = fopen(rec, "r");
         cr_assert(fp, "%m");
         size_t got = fread(whole, 1, sizeof(whole) - 1, fp);
         (void)fclose(fp); /* read only */
         whole[got] = 0;
-        snprintf(want, sizeof(want), "%d %llu\n", loop_device_get_nr(d),
-                 (unsigned long long)loop_device_get_diskseq(d));
+        /* The image's path on a second line: the sweep keeps the record
+         * while that file exists. */
+        cr_assert_eq(img[0], '/', "'%s' is not absolute", img);
+        snprintf(want, sizeof(want), "%d %llu\n%s\n", loop_device_get_nr(d),
+                 (unsigned long long)loop_device_get_diskseq(d), img);
         cr_assert_str_eq(whole, want, "the rewritten record");
         release(d);
 }
 
 /* Records outlive their devices (autoclear frees a device without telling
- * anyone); the sweep removes those, and temporary files of dead writers,
- * and keeps the record of a device still bound. */
+ * anyone); the sweep removes those whose image is gone too, and temporary
+ * files of dead writers, and keeps the record of a device still bound and
+ * the record of an image that still exists (rewritten in place by its next
+ * attach: no new file). */
 Test(loop, share_sweep_removes_stale_records)
 {
         const char *share_dir = getenv("LOOPSNAP_LOOP_SHARE_DIR");
@@ -321,8 +326,19 @@ Test(loop, share_sweep_removes_stale_records)
 
         size_t removed = 0;
         struct util_err err = {0};
+        struct stat rec_before, rec_after;
+        cr_assert_eq(stat(gone_rec, &rec_before), 0, "%m");
         cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
-        cr_assert_eq(removed, 2, "removed %zu, want the stale record and the dead writer's file",
+        cr_assert_eq(removed, 1, "removed %zu, want only the dead writer's file", removed);
+        cr_assert_eq(access(gone_rec, F_OK), 0, "the record of an existing image was removed");
+        /* Its next attach writes over it, in place; a freed device's record
+         * whose image is deleted goes. */
+        release(attach_ok(gone_img, priv_opts(f, "w")));
+        cr_assert_eq(stat(gone_rec, &rec_after), 0, "%m");
+        cr_assert_eq(rec_after.st_ino, rec_before.st_ino, "the record file was replaced");
+        cr_assert_eq(unlink(gone_img), 0, "%m");
+        cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
+        cr_assert_eq(removed, 1, "removed %zu, want the stale record of the deleted image",
                      removed);
         cr_assert_neq(access(gone_rec, F_OK), 0, "stale record kept");
         cr_assert_neq(access(dead, F_OK), 0, "dead writer's file kept");
@@ -333,7 +349,10 @@ Test(loop, share_sweep_removes_stale_records)
         release(b);
         release(a);
         cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
-        cr_assert_eq(removed, 1, "once its device is freed, the last record goes too");
+        cr_assert_eq(removed, 0, "a freed device's record went while its image exists");
+        cr_assert_eq(unlink(live_img), 0, "%m");
+        cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
+        cr_assert_eq(removed, 1, "once its device is freed and its image deleted, it goes too");
 }
 
 Test(loop, shared_attach_differs_for_rw_offset_and_size)
