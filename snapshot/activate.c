@@ -11,8 +11,9 @@
  *
  * Activations live in the mount namespace of the process that made them
  * (the host's for snapctl and the hook's createRuntime stage). They are
- * dropped when their layer is removed, by snap_cleanup for layers no active
- * snapshot or view stacks, and by fsck --repair.
+ * dropped when their layer is removed (with m/<id>), by snap_cleanup for
+ * layers no active snapshot or view stacks (m/<id> stays, empty, for the
+ * next activation), and by fsck --repair.
  *
  * Concurrency: a missing activation is made under flock(m/.lock), checked
  * again under the lock, so two processes never stack two mounts on m/<id>.
@@ -162,7 +163,7 @@ void snap_activate(struct snap_root *r, const int64_t *ids, size_t n)
         (void)flock(r->m_lock_fd, LOCK_UN);
 }
 
-int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err)
+int snap_deactivate(struct snap_root *r, int64_t id, bool keep_dir, struct util_err *err)
 {
         _cleanup_free_ char *point = snap_path(r, "m/%lld", (long long)id);
         int was = 0;
@@ -178,7 +179,7 @@ int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err)
                         return util_err_set(err, errno, "unmount '%s'", point);
                 was = 1;
         }
-        if (rmdir(point) < 0 && errno != ENOENT)
+        if (!keep_dir && rmdir(point) < 0 && errno != ENOENT)
                 return util_err_set(err, errno, "remove '%s'", point);
         return was;
 }

@@ -179,8 +179,11 @@ static bool layer_needed(const struct snap_info *rows, size_t n, int64_t id)
 /*
  * m/<id>: activations of layers that are gone or not committed are removed
  * (and counted); those of layers that no active snapshot or view stacks
- * any more are dropped too (the cache's garbage collection; not counted,
- * they were not wrong).
+ * any more are unmounted too (the cache's garbage collection; not counted,
+ * they were not wrong), their empty directory kept for the layer's next
+ * activation: making one is a new inode on the host (~0.2 ms on an ext4
+ * without a journal after many deletions), paid by every layer of a cold
+ * start. The layer's removal removes it.
  */
 static int sweep_activations(struct snap_root *r, const struct snap_info *rows, size_t n)
 {
@@ -198,7 +201,7 @@ static int sweep_activations(struct snap_root *r, const struct snap_info *rows, 
                 if (valid && layer_needed(rows, n, (int64_t)id))
                         continue;
                 struct util_err e = {0};
-                int rc = snap_deactivate(r, (int64_t)id, &e);
+                int rc = snap_deactivate(r, (int64_t)id, valid, &e);
                 if (rc < 0)
                         util_debug(UTIL_DBG_SNAP, "cleanup: %s", e.msg);
                 else if (!valid)

@@ -620,7 +620,7 @@ int snap_remove(struct snap_root *r, const char *key, struct util_err *err)
         util_fault_point("remove-after-db-commit");
         if (info.kind == SNAP_KIND_COMMITTED) {
                 struct util_err e = {0};
-                if (snap_deactivate(r, info.id, &e) < 0)
+                if (snap_deactivate(r, info.id, false, &e) < 0)
                         util_debug(UTIL_DBG_SNAP, "remove '%s': %s", key, e.msg);
         }
         /* Back to the writable pool, emptied (the whole directory goes), or

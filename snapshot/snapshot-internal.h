@@ -60,9 +60,10 @@ char *snap_layer_image(const struct snap_root *r, int64_t id);
  * mounted read-only at m/<id>. Best effort: failures are traced, never
  * returned (correctness never depends on the cache). */
 void snap_activate(struct snap_root *r, const int64_t *ids, size_t n);
-/* Unmounts m/<id> (all stacked mounts) and removes the directory. Returns
- * 1 when something was mounted, 0 when not, -errno. */
-int snap_deactivate(struct snap_root *r, int64_t id, struct util_err *err);
+/* Unmounts m/<id> (all stacked mounts) and removes the directory, unless
+ * `keep_dir` (the layer stays: its next activation needs no new directory
+ * on the host). Returns 1 when something was mounted, 0 when not, -errno. */
+int snap_deactivate(struct snap_root *r, int64_t id, bool keep_dir, struct util_err *err);
 /* Whether m/<id> is a mount point. */
 bool snap_is_active(struct snap_root *r, int64_t id);
 

@@ -2074,6 +2074,11 @@ Test(snapshot, activation_cache)
         cr_assert_not(activated(r, "c2"));
         cr_assert_not(activated(r, "c1"));
         cr_assert_eq(priv_devices_tagged(snap_root_tag_owner(r)), 0);
+        /* Their directories stay, empty, for the next activation. */
+        cr_assert_eq(
+                access(priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c2")->id),
+                       F_OK),
+                0, "m/<id> of a layer that stays was removed");
 
         /* A view activates too; removing a layer drops its activation. */
         view(r, "v", "c2");
