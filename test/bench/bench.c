@@ -1126,19 +1126,14 @@ static void unescape_octal(char *s)
         *o = '\0';
 }
 
-/*
- * Detaches every mount still below `dir` in our private namespace, the last
- * mounted first, each one reported. Once the targets are unmounted there
- * should be none: one found here was left behind by the engine (an
- * intermediate or a compaction bind in the scratch dir).
- * Returns how many there were, or -errno.
- */
-static int sweep_mounts(const char *dir)
+/* The targets of every mount below `dir`, in mountinfo's order (the last
+ * mounted last): *ret (free each and it), *ret_n. 0 or -errno (reported). */
+static int mounts_below(const char *dir, char ***ret, size_t *ret_n)
 {
         _cleanup_free_ char *line = NULL;
         char **found = NULL;
         size_t cap = 0, n = 0, len = strlen(dir);
-        int ret = 0;
+        int ret_r = 0;
 
         FILE *f = fopen("/proc/self/mountinfo", "re");
         if (!f)
@@ -1160,12 +1155,29 @@ static int sweep_mounts(const char *dir)
                 if (v)
                         found = v;
                 if (!v || !(found[n] = strdup(field))) {
-                        ret = bench_warn_errno(ENOMEM, "sweep mounts");
+                        ret_r = bench_warn_errno(ENOMEM, "list mounts");
                         break;
                 }
                 n++;
         }
         (void)fclose(f); /* read only */
+        *ret = found;
+        *ret_n = n;
+        return ret_r;
+}
+
+/*
+ * Detaches every mount still below `dir` in our private namespace, the last
+ * mounted first, each one reported. Once the targets are unmounted there
+ * should be none: one found here was left behind by the engine (an
+ * intermediate or a compaction bind in the scratch dir).
+ * Returns how many there were, or -errno.
+ */
+static int sweep_mounts(const char *dir)
+{
+        char **found = NULL;
+        size_t n = 0;
+        int ret = mounts_below(dir, &found, &n);
         for (size_t i = n; i-- > 0;) {
                 bench_warn("leaked mount: '%s' (detached now)", found[i]);
                 if (umount2(found[i], MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && ret == 0)
@@ -2037,8 +2049,14 @@ struct snap_n_result {
         unsigned n;
         struct figure cycle;
         struct figure step[BENCH_SNAP_STEPS];
-        struct figure cold; /* quota only: a cycle after snap_cleanup dropped every activation */
-        unsigned cold_samples;
+        /* quota and quota_no_pool only. cold: the first use of the image's
+         * layers (their activations unmounted, the writable pool as the
+         * warm cycles left it); cold_host: the first container after
+         * snap_cleanup (no activation, no spare: its writable filesystem is
+         * made anew). */
+        struct figure cold, cold_host;
+        struct figure cold_step[BENCH_SNAP_STEPS], cold_host_step[BENCH_SNAP_STEPS];
+        unsigned cold_samples, cold_host_samples;
         /* The baseline. res->plain: measured once, first, on a quiet host
          * filesystem. A mode's per[]: plain cycles interleaved with the
          * mode's warm cycles (one each, alternating which goes first), so
@@ -2718,43 +2736,89 @@ static int snap_warm(struct snap_bench *b, struct snap_root *root, enum snap_mod
 }
 
 /*
- * Cold cycles (quota): the first use of the image's layers. Before each, the
- * activation cache is dropped (snap_cleanup with no container left drops
- * every m/<id>), so the cycle binds every layer's loop device and reads its
- * filesystem again; the template exists (a root makes it on first use).
+ * Unmounts every activation of `root` (the mounts at <root>/m/<id>, not
+ * detached: their devices go with them), as if its layers had never been
+ * used: what a cold cycle of the image starts from. The empty directories
+ * stay, as snap_cleanup leaves them. Returns how many, or -errno.
+ */
+static int drop_activations(struct snap_root *root)
+{
+        char dir[PATH_MAX], **found = NULL;
+        size_t n = 0;
+        int r = path_fmt(dir, sizeof(dir), "%s/m", snap_root_path(root));
+        if (r >= 0)
+                r = mounts_below(dir, &found, &n);
+        for (size_t i = n; i-- > 0;) {
+                if (r >= 0 && umount2(found[i], UMOUNT_NOFOLLOW) < 0)
+                        r = bench_warn_errno(errno, "unmount '%s'", found[i]);
+                free(found[i]);
+        }
+        free(found);
+        return r < 0 ? r : (int)n;
+}
+
+/*
+ * Cold cycles (quota, quota_no_pool), two kinds, alternately:
+ * - image: the first use of the image's layers. Every activation is
+ *   unmounted first (drop_activations), so the prepare binds every layer's
+ *   loop device and reads its filesystem again; the writable pool keeps the
+ *   spares earlier containers left (any container of any image leaves
+ *   one), so the writable part is the warm one. The cold target's figure.
+ * - host: the first container after snap_cleanup, which also deletes the
+ *   spares: the cycle makes its writable filesystem anew as well.
+ * The template exists either way (a root makes it on first use).
  */
 static int snap_cold(struct snap_bench *b, struct snap_root **root, struct snap_mode_result *res)
 {
-        /* cppcheck-suppress unassignedVariable ; written through s.ns */
-        uint64_t buf[BENCH_SNAP_COLD_SAMPLES];
+        /* cppcheck-suppress unassignedVariable ; written through the series */
+        uint64_t buf[2][(BENCH_SNAP_STEPS + 1) * BENCH_SNAP_COLD_SAMPLES];
         bool printed = false;
 
         for (size_t i = 0; i < SNAP_SIZES; i++) {
                 struct snap_n_result *nr = &res->per[i];
-                struct series s = {.ns = buf, .cap = BENCH_SNAP_COLD_SAMPLES};
+                struct series s[2], st[2][BENCH_SNAP_STEPS];
                 char parent[32], what[96];
 
+                for (size_t h = 0; h < 2; h++) {
+                        s[h] = (struct series){.ns = buf[h], .cap = BENCH_SNAP_COLD_SAMPLES};
+                        for (size_t j = 0; j < BENCH_SNAP_STEPS; j++)
+                                st[h][j] = (struct series){.ns = buf[h] +
+                                                                 (j + 1) * BENCH_SNAP_COLD_SAMPLES,
+                                                           .cap = BENCH_SNAP_COLD_SAMPLES};
+                }
                 snprintf(parent, sizeof(parent), "c%u", nr->n - 1);
-                snprintf(what, sizeof(what), "cold cycle, %u layers", nr->n);
-                for (unsigned k = 0; k < BENCH_SNAP_COLD_SAMPLES; k++) {
+                for (unsigned k = 0; k < 2 * BENCH_SNAP_COLD_SAMPLES; k++) {
                         struct util_err err = {0};
                         uint64_t ns[BENCH_SNAP_STEPS] = {0};
+                        size_t h = k % 2; /* 0: image, 1: host */
+                        int r;
 
-                        int r = snap_cleanup(*root, &err);
-                        if (r < 0) {
+                        snprintf(what, sizeof(what), "cold cycle (%s), %u layers",
+                                 h ? "after cleanup" : "layers not activated", nr->n);
+                        if (h && (r = snap_cleanup(*root, &err)) < 0) {
                                 bench_warn("cleanup: %s", err.msg);
                                 return r;
                         }
+                        if (!h && (r = drop_activations(*root)) < 0)
+                                return r;
                         r = snap_cycle(b, *root, "ctr", parent, NULL, 0, 0, what, ns, &err);
                         if (r < 0) {
                                 res->failures++;
                                 report_failure(&printed, what, err.msg);
                                 continue;
                         }
-                        series_add(&s, steps_sum(ns));
+                        series_add(&s[h], steps_sum(ns));
+                        for (size_t j = 0; j < BENCH_SNAP_STEPS; j++)
+                                series_add(&st[h][j], ns[j]);
                 }
-                nr->cold_samples = (unsigned)s.n;
-                figure_from(&nr->cold, &s);
+                nr->cold_samples = (unsigned)s[0].n;
+                nr->cold_host_samples = (unsigned)s[1].n;
+                figure_from(&nr->cold, &s[0]);
+                figure_from(&nr->cold_host, &s[1]);
+                for (size_t j = 0; j < BENCH_SNAP_STEPS; j++) {
+                        figure_from(&nr->cold_step[j], &st[0][j]);
+                        figure_from(&nr->cold_host_step[j], &st[1][j]);
+                }
         }
         return 0;
 }
@@ -3066,6 +3130,10 @@ static void print_snap_text(const struct snap_results *res)
                                 text_line(label, "%-10s (%u samples, layers not activated)",
                                           ms_or_na(a, sizeof(a), &nr->cold, false),
                                           nr->cold_samples);
+                                snprintf(label, sizeof(label), "  N=%u after cleanup:", nr->n);
+                                text_line(label, "%-10s (%u samples, no activation, no spare)",
+                                          ms_or_na(a, sizeof(a), &nr->cold_host, false),
+                                          nr->cold_host_samples);
                         }
                 }
         }
@@ -3079,6 +3147,9 @@ static void print_snap_text(const struct snap_results *res)
         text_line("N=20 cold quota cycle:", "%-10s (target <= %.0f ms: %s)",
                   ms_or_na(a, sizeof(a), cold20(res), false), TARGET_SNAP_COLD_MS,
                   pass_miss(target_snap_cold_met(res)));
+        text_line(
+                "  after cleanup:", "%-10s (no activation, no spare in the pool)",
+                ms_or_na(a, sizeof(a), &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cold_host, false));
         text_line("  its floor here:",
                   "%-10s (20 layer images bound and mounted by %u threads, "
                   "no snapshot code; %u failures)",
@@ -3161,6 +3232,18 @@ static void print_snap_json(const struct snap_results *res)
                                 json_figure("cold_cycle_ms", &nr->cold, ", ");
                                 json_fixed("cold_cycle_p90_ms", nr->cold.have, nr->cold.p90_ms, 4,
                                            ", ");
+                                json_figure("cold_host_cycle_ms", &nr->cold_host, ", ");
+                                json_fixed("cold_host_cycle_p90_ms", nr->cold_host.have,
+                                           nr->cold_host.p90_ms, 4, ", ");
+                                for (size_t s = 0; s < BENCH_SNAP_STEPS; s++) {
+                                        char key[40];
+                                        snprintf(key, sizeof(key), "cold_%s_ms",
+                                                 snap_step_names[s]);
+                                        json_figure(key, &nr->cold_step[s], ", ");
+                                        snprintf(key, sizeof(key), "cold_host_%s_ms",
+                                                 snap_step_names[s]);
+                                        json_figure(key, &nr->cold_host_step[s], ", ");
+                                }
                         }
                         json_figure("plain_cycle_ms", &nr->plain, ", ");
                         json_fixed("vs_plain_ratio", have_ratio(&nr->cycle, &nr->plain),
@@ -3194,6 +3277,8 @@ static void print_snap_json(const struct snap_results *res)
                    snap_have_ratio(res, SNAP_MODE_POOL_VOLATILE),
                    snap_ratio(res, SNAP_MODE_POOL_VOLATILE), 3, ",\n  ");
         json_figure("n20_cold_quota_cycle_ms", cold20(res), ",\n  ");
+        json_figure("n20_cold_host_quota_cycle_ms",
+                    &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cold_host, ",\n  ");
         json_figure("n20_cold_layers_floor_ms", &res->cold_floor, ",\n  ");
         json_fixed("n20_cold_quota_cycle_p90_ms", cold20(res)->have, cold20(res)->p90_ms, 4,
                    ",\n  ");
