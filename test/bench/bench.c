@@ -2758,6 +2758,48 @@ static int drop_activations(struct snap_root *root)
 }
 
 /*
+ * Waits (up to 2 s) until no loop device whose tag starts with `prefix`
+ * (and, with `digits`, goes on with digits only) is bound any more: an
+ * unmount frees an autoclear device in the kernel's own time (its rundown
+ * runs on a workqueue), and a cold cycle must not measure that rundown
+ * competing with it, nor find a layer's device still bound. Not timed.
+ * 0, or -errno (reported).
+ */
+static int settle_devices(const char *prefix, bool digits)
+{
+        const struct loop_filter f = {.tag_prefix = prefix};
+        size_t plen = strlen(prefix);
+
+        for (unsigned k = 0; k < 1000; k++) {
+                _cleanup_free_ struct loop_status *st = NULL;
+                struct util_err err = {0};
+                size_t n = 0, left = 0;
+                if (loop_list(&f, &st, &n, &err) < 0) {
+                        bench_warn("cold cycle: %s", err.msg);
+                        return -err.errnum;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        const char *id = st[i].tag + plen;
+                        left += !digits || (*id && id[strspn(id, "0123456789")] == '\0');
+                }
+                if (left == 0)
+                        return 0;
+                util_sleep_ms(2);
+        }
+        bench_warn("cold cycle: devices tagged '%s' still bound after 2 s", prefix);
+        return 0;
+}
+
+/* settle_devices for the layers of `root`: tagged "loopsnap:<root's
+ * owner>:<layer id>" (a writable pool keeper's id starts with 'w'). */
+static int settle_layer_devices(struct snap_root *root)
+{
+        char prefix[LOOP_TAG_MAX + 16];
+        snprintf(prefix, sizeof(prefix), LOOP_TAG_PREFIX "%s:", snap_root_tag_owner(root));
+        return settle_devices(prefix, true);
+}
+
+/*
  * Cold cycles (quota, quota_no_pool), two kinds, alternately:
  * - image: the first use of the image's layers. Every activation is
  *   unmounted first (drop_activations), so the prepare binds every layer's
@@ -2801,6 +2843,8 @@ static int snap_cold(struct snap_bench *b, struct snap_root **root, struct snap_
                         }
                         if (!h && (r = drop_activations(*root)) < 0)
                                 return r;
+                        if ((r = settle_layer_devices(*root)) < 0)
+                                return r;
                         r = snap_cycle(b, *root, "ctr", parent, NULL, 0, 0, what, ns, &err);
                         if (r < 0) {
                                 res->failures++;
@@ -2833,7 +2877,7 @@ static int snap_cold(struct snap_bench *b, struct snap_root **root, struct snap_
  * Measured right after snap_cleanup, as the cold cycles are.
  */
 #define BENCH_FLOOR_LAYERS  20u
-#define BENCH_FLOOR_THREADS 4u
+#define BENCH_FLOOR_THREADS 8u
 
 struct floor_job {
         char img[BENCH_FLOOR_LAYERS][PATH_MAX];
@@ -2899,6 +2943,12 @@ static int snap_cold_floor(struct snap_bench *b, struct snap_root *root, struct 
                         bench_warn("cleanup: %s", err.msg);
                         break;
                 }
+                /* Also the devices of the floor's previous round. */
+                char floor_tag[LOOP_TAG_MAX + 1];
+                snprintf(floor_tag, sizeof(floor_tag), BENCH_TAG_PREFIX "%s", j->id);
+                if ((r = settle_layer_devices(root)) < 0 ||
+                    (r = settle_devices(floor_tag, false)) < 0)
+                        break;
                 j->next = 0;
                 j->bad = 0;
                 uint64_t t0 = util_now_ns();
