@@ -126,6 +126,15 @@ static int node_create(int ctl_fd, int nr, const char *path, dev_t *ret_devno, s
         return 0;
 }
 
+/* The device numbers sysfs gave for loop N, by N: fixed while the loop
+ * module is loaded (minor N << part_shift), so read once per process
+ * instead of once per attach and lookup, under the allocation lock. 0:
+ * not read yet. A node that does not match is checked against sysfs again
+ * (and the entry replaced), so a stale entry costs one read, never an
+ * error. */
+#define DEVNO_CACHE_SIZE 1024
+static dev_t devno_cache[DEVNO_CACHE_SIZE];
+
 int loop_node_open(int ctl_fd, int nr, int flags, int *ret_fd, dev_t *ret_devno,
                    struct util_err *err)
 {
@@ -147,11 +156,19 @@ int loop_node_open(int ctl_fd, int nr, int flags, int *ret_fd, dev_t *ret_devno,
 
         if (fstat(fd, &st) < 0)
                 return util_err_set(err, errno, "stat '%s'", path);
+        bool cacheable = nr >= 0 && nr < DEVNO_CACHE_SIZE;
+        if (devno == 0 && cacheable) {
+                dev_t known = __atomic_load_n(&devno_cache[nr], __ATOMIC_RELAXED);
+                if (known != 0 && known == st.st_rdev)
+                        devno = known;
+        }
         if (devno == 0) {
                 int r = loop_sysfs_devno(nr, &devno);
                 if (r < 0)
                         return util_err_set(err, r, "read '/sys/block/loop%d/dev'", nr);
         }
+        if (cacheable)
+                __atomic_store_n(&devno_cache[nr], devno, __ATOMIC_RELAXED);
         if (!S_ISBLK(st.st_mode) || st.st_rdev != devno)
                 return util_err_setx(
                         err, ENODEV, "'%s' is not loop device %d (node %u:%u, kernel %u:%u)", path,

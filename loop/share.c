@@ -162,11 +162,21 @@ static const char *registry_dir(void)
         return *d ? d : NULL;
 }
 
+/* The registry directory registry_ensure last found usable. Only read and
+ * written under the allocation lock (its process mutex), as are lookups
+ * and records; cleared when a record cannot be made, so a directory
+ * removed since is made again. */
+static char ensured[PATH_MAX];
+
 /* Makes the registry directory (and its parent). 0, or -1: not usable. */
 static int registry_ensure(const char *dir)
 {
-        if (access(dir, W_OK | X_OK) == 0)
+        if (strcmp(ensured, dir) == 0)
                 return 0;
+        if (access(dir, W_OK | X_OK) == 0) {
+                snprintf(ensured, sizeof(ensured), "%s", dir);
+                return 0;
+        }
         char parent[PATH_MAX];
         snprintf(parent, sizeof(parent), "%s", dir);
         char *slash = strrchr(parent, '/');
@@ -177,7 +187,10 @@ static int registry_ensure(const char *dir)
         }
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
                 return -1;
-        return access(dir, W_OK | X_OK) == 0 ? 0 : -1;
+        if (access(dir, W_OK | X_OK) < 0)
+                return -1;
+        snprintf(ensured, sizeof(ensured), "%s", dir);
+        return 0;
 }
 
 static int registry_path(char *buf, size_t size, const char *dir, const struct stat *backing,
@@ -244,6 +257,7 @@ void loop_share_record(const struct stat *backing, const char *name,
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 || pwrite(fd, line, (size_t)len, 0) != len || ftruncate(fd, len) < 0) {
                 util_debug(UTIL_DBG_LOOP, "share record '%s': %s", path, strerror(errno));
+                ensured[0] = '\0'; /* check the directory again next time */
                 if (fd >= 0)
                         (void)unlink(path);
         }
