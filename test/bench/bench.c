@@ -2812,7 +2812,7 @@ static int settle_layer_devices(struct snap_root *root)
  */
 static int snap_cold(struct snap_bench *b, struct snap_root **root, struct snap_mode_result *res)
 {
-        /* cppcheck-suppress unassignedVariable ; written through the series */
+        /* cppcheck-suppress constVariable ; written through the series */
         uint64_t buf[2][(BENCH_SNAP_STEPS + 1) * BENCH_SNAP_COLD_SAMPLES];
         bool printed = false;
 
