@@ -156,19 +156,19 @@ int loop_node_open(int ctl_fd, int nr, int flags, int *ret_fd, dev_t *ret_devno,
 
         if (fstat(fd, &st) < 0)
                 return util_err_set(err, errno, "stat '%s'", path);
-        bool cacheable = nr >= 0 && nr < DEVNO_CACHE_SIZE;
-        if (devno == 0 && cacheable) {
-                dev_t known = __atomic_load_n(&devno_cache[nr], __ATOMIC_RELAXED);
-                if (known != 0 && known == st.st_rdev)
-                        devno = known;
+        dev_t *slot = nr >= 0 && nr < DEVNO_CACHE_SIZE ? &devno_cache[nr] : NULL;
+        if (devno == 0 && slot && st.st_rdev != 0 &&
+            __atomic_load_n(slot, __ATOMIC_RELAXED) == st.st_rdev) {
+                devno = st.st_rdev;
+        } else {
+                if (devno == 0) {
+                        int r = loop_sysfs_devno(nr, &devno);
+                        if (r < 0)
+                                return util_err_set(err, r, "read '/sys/block/loop%d/dev'", nr);
+                }
+                if (slot)
+                        __atomic_store_n(slot, devno, __ATOMIC_RELAXED);
         }
-        if (devno == 0) {
-                int r = loop_sysfs_devno(nr, &devno);
-                if (r < 0)
-                        return util_err_set(err, r, "read '/sys/block/loop%d/dev'", nr);
-        }
-        if (cacheable)
-                __atomic_store_n(&devno_cache[nr], devno, __ATOMIC_RELAXED);
         if (!S_ISBLK(st.st_mode) || st.st_rdev != devno)
                 return util_err_setx(
                         err, ENODEV, "'%s' is not loop device %d (node %u:%u, kernel %u:%u)", path,

@@ -249,9 +249,9 @@ void loop_share_record(const struct stat *backing, const char *name,
          * The path, when the caller gave an absolute one, is what lets the
          * sweep keep the record while the image exists (record_is_kept).
          */
+        bool with_path = name && name[0] == '/' && !strchr(name, '\n');
         int len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n%s%s", d->nr, d->diskseq,
-                           name && name[0] == '/' && !strchr(name, '\n') ? name : "",
-                           name && name[0] == '/' && !strchr(name, '\n') ? "\n" : "");
+                           with_path ? name : "", with_path ? "\n" : "");
         if (len < 0 || (size_t)len >= sizeof(line))
                 len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n", d->nr, d->diskseq);
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -2188,6 +2188,12 @@ static const struct figure *cold20(const struct snap_results *res)
         return &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cold;
 }
 
+/* The first container after snap_cleanup, N=20, default root. */
+static const struct figure *cold_host20(const struct snap_results *res)
+{
+        return &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cold_host;
+}
+
 static const struct figure *block20(const struct snap_results *res)
 {
         return &snap_n(&res->mode[SNAP_MODE_BLOCK], 20)->step[STEP_PREPARE];
@@ -3197,9 +3203,8 @@ static void print_snap_text(const struct snap_results *res)
         text_line("N=20 cold quota cycle:", "%-10s (target <= %.0f ms: %s)",
                   ms_or_na(a, sizeof(a), cold20(res), false), TARGET_SNAP_COLD_MS,
                   pass_miss(target_snap_cold_met(res)));
-        text_line(
-                "  after cleanup:", "%-10s (no activation, no spare in the pool)",
-                ms_or_na(a, sizeof(a), &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cold_host, false));
+        text_line("  after cleanup:", "%-10s (no activation, no spare in the pool)",
+                  ms_or_na(a, sizeof(a), cold_host20(res), false));
         text_line("  its floor here:",
                   "%-10s (20 layer images bound and mounted by %u threads, "
                   "no snapshot code; %u failures)",
@@ -3327,8 +3332,7 @@ static void print_snap_json(const struct snap_results *res)
                    snap_have_ratio(res, SNAP_MODE_POOL_VOLATILE),
                    snap_ratio(res, SNAP_MODE_POOL_VOLATILE), 3, ",\n  ");
         json_figure("n20_cold_quota_cycle_ms", cold20(res), ",\n  ");
-        json_figure("n20_cold_host_quota_cycle_ms",
-                    &snap_n(&res->mode[SNAP_MODE_QUOTA], 20)->cold_host, ",\n  ");
+        json_figure("n20_cold_host_quota_cycle_ms", cold_host20(res), ",\n  ");
         json_figure("n20_cold_layers_floor_ms", &res->cold_floor, ",\n  ");
         json_fixed("n20_cold_quota_cycle_p90_ms", cold20(res)->have, cold20(res)->p90_ms, 4,
                    ",\n  ");

@@ -2040,9 +2040,15 @@ Test(snapshot, block_layout_idmapped_and_settings_kept)
 
 /* ---- the activation cache (m/<id>) ---- */
 
+/* m/<id> of committed `name`. */
+static const char *activation_dir(struct snap_root *r, const char *name)
+{
+        return priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, name)->id);
+}
+
 static bool activated(struct snap_root *r, const char *name)
 {
-        const char *p = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, name)->id);
+        const char *p = activation_dir(r, name);
         struct util_err err = {0};
         return access(p, F_OK) == 0 && mount_is_mountpoint(p, &err) == 1;
 }
@@ -2075,10 +2081,8 @@ Test(snapshot, activation_cache)
         cr_assert_not(activated(r, "c1"));
         cr_assert_eq(priv_devices_tagged(snap_root_tag_owner(r)), 0);
         /* Their directories stay, empty, for the next activation. */
-        cr_assert_eq(
-                access(priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c2")->id),
-                       F_OK),
-                0, "m/<id> of a layer that stays was removed");
+        cr_assert_eq(access(activation_dir(r, "c2"), F_OK), 0,
+                     "m/<id> of a layer that stays was removed");
 
         /* A view activates too; removing a layer drops its activation. */
         view(r, "v", "c2");
@@ -2097,7 +2101,7 @@ Test(snapshot, activation_is_only_a_cache)
 {
         struct snap_root *r = open_layered_root();
         committed_with(r, "c1", NULL, "f1", "1");
-        const char *m1 = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c1")->id);
+        const char *m1 = activation_dir(r, "c1");
         cr_assert_eq(mkdir(m1, 0700), 0, "%m");
         cr_assert_eq(mount("tmpfs", m1, "tmpfs", 0, "size=1m"), 0, "%m");
         prepare(r, "a", "c1");
@@ -2181,10 +2185,8 @@ Test(snapshot, activations_are_lent_to_overlays)
         cr_assert_not(activated(r, "c3"));
         prepare(r, "a", "c6");
         prepare(r, "b", "c2");
-        const char *m1 = priv_keep(
-                priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c1")->id));
-        const char *m2 = priv_keep(
-                priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c2")->id));
+        const char *m1 = priv_keep(activation_dir(r, "c1"));
+        const char *m2 = priv_keep(activation_dir(r, "c2"));
         unsigned long f1 = mount_flags_at(m1);
         cr_assert(f1 & ST_RDONLY, "an activation is read-only");
 
@@ -2287,8 +2289,8 @@ Test(snapshot, activation_reuse_checks_the_image)
         /* d1's activation bound over c1's: same type, a loop device, but
          * backed by d1's image. */
         prepare(r, "x", "d1");
-        const char *md = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "d1")->id);
-        const char *mc = priv_path("%s/m/%lld", snap_root_path(r), (long long)stat_ok(r, "c1")->id);
+        const char *md = activation_dir(r, "d1");
+        const char *mc = activation_dir(r, "c1");
         cr_assert_eq(umount2(mc, MNT_DETACH), 0, "%m");
         cr_assert_eq(mount(md, mc, NULL, MS_BIND, NULL), 0, "%m");
         prepare(r, "b", "c1");
