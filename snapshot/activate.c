@@ -74,7 +74,7 @@ static int activate_one(struct snap_root *r, int64_t id, struct util_err *err)
         int rc = mount_spec_add(spec, type, img, NULL, opts, err);
         snprintf(tagid, sizeof(tagid), "%lld", (long long)id);
         if (rc >= 0)
-                rc = mount_engine_apply(r->engine, spec, point, tagid, NULL, err);
+                rc = mount_engine_apply(r->act_engine, spec, point, tagid, NULL, err);
         if (rc < 0) {
                 (void)rmdir(point);
                 return rc;

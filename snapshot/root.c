@@ -302,6 +302,11 @@ int snap_root_open(const struct snap_root_opts *o, struct snap_root **ret, struc
         _cleanup_free_ char *scratch = snap_path(r, "tmp");
         eo.scratch_dir = scratch;
         rc = mount_engine_new(&eo, &r->engine, err);
+        if (rc >= 0 && r->activation) {
+                eo.reuse = NULL;
+                eo.reuse_data = NULL;
+                rc = mount_engine_new(&eo, &r->act_engine, err);
+        }
         if (rc < 0)
                 return rc;
         *ret = TAKE_PTR(r);
@@ -314,6 +319,7 @@ struct snap_root *snap_root_close(struct snap_root *r)
                 return NULL;
         snap_store_close(r->store);
         mount_engine_free(r->engine);
+        mount_engine_free(r->act_engine);
         util_closep(&r->lock_fd);
         util_closep(&r->m_lock_fd);
         util_closep(&r->w_lock_fd);

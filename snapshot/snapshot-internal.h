@@ -25,7 +25,11 @@ struct snap_root {
         char *path;
         struct snap_store *store;
         struct mount_engine *engine; /* for commit's temporary mount */
-        int lock_fd;                 /* <root>/lock: LOCK_SH while creating, LOCK_EX in cleanup */
+        /* For activations (activate.c): no reuse callback, which could only
+         * find the m/<id> that the activation is about to mount, and ask
+         * ~10 syscalls a layer to say so. NULL without the cache. */
+        struct mount_engine *act_engine;
+        int lock_fd; /* <root>/lock: LOCK_SH while creating, LOCK_EX in cleanup */
         enum snap_layout layout;
         char *writable_fs;
         uint64_t writable_size;
