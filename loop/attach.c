@@ -2,13 +2,14 @@
 /*
  * Attaching a backing file to a loop device.
  *
- * One attempt, under the lock on /dev/loop-control: (shared lookup,)
- * LOOP_CTL_GET_FREE, open and lock the node, check the device is really
- * unbound, configure it in one LOOP_CONFIGURE ioctl (0.1 ms here) and read
- * the result back. Attempts that lose a race (EBUSY: another allocator, one
- * that does not take our lock, bound it first; ENXIO/ENODEV/ENOENT: the
- * device vanished) are retried with a random, growing delay, up to
- * LOOP_ATTACH_MAX_ATTEMPTS times (STYLE R3).
+ * One attempt, under the lock on /dev/loop-control (a shared attach first
+ * locks its image's registry record, share.c): (shared lookup,)
+ * LOOP_CTL_GET_FREE, claim the device (opened, flock'ed, checked unbound),
+ * drop the lock, configure it in one LOOP_CONFIGURE ioctl (0.1-0.25
+ * ms here) and read the result back. Attempts that lose a race (EBUSY:
+ * another allocator, one that does not take our lock, bound it first;
+ * ENXIO/ENODEV/ENOENT: the device vanished) are retried with a random,
+ * growing delay, up to LOOP_ATTACH_MAX_ATTEMPTS times (STYLE R3).
  *
  * Where the kernel lacks LOOP_CONFIGURE, or ignored part of it, the device is
  * set up the old way: LOOP_SET_FD + LOOP_SET_STATUS64 (16 ms each here).
@@ -103,6 +104,7 @@ struct attach_req {
         int backing_fd;
         struct stat st;
         const char *name; /* backing file, for messages */
+        int rec_fd;       /* shared: the locked registry record, or -1 */
         char tag[LOOP_TAG_MAX + 1];
         bool read_only;
         bool autoclear;
@@ -351,39 +353,89 @@ fail:
         return r;
 }
 
-/* One allocation attempt; the allocation lock is held by the caller. */
+/* How many device numbers from GET_FREE's answer up an attempt tries to
+ * claim before it backs off. */
+#define CLAIM_SPAN 64
+
+/*
+ * Claims a free device: opened, flock'ed and checked unbound. The flock is
+ * what keeps it ours until it is bound: allocators of ours check a device
+ * under its lock (and skip a locked one here), udev leaves locked devices
+ * alone, and an allocator that takes no lock (losetup) and binds it first
+ * only makes our LOOP_CONFIGURE fail with EBUSY, which is retried. GET_FREE
+ * names the lowest unbound device, which may be one being configured by
+ * another attach (another thread's, or another process's): then the numbers
+ * above it are tried, made with LOOP_CTL_ADD where the kernel has none yet.
+ * Never an exclusive open: a probe must not make a concurrent mount of a
+ * just-bound device fail. Called under the allocation lock.
+ */
+static int claim_device(int ctl_fd, int first, const struct attach_req *q, int *ret_fd, int *ret_nr,
+                        dev_t *ret_devno, struct util_err *err)
+{
+        for (int nr = first; nr >= 0 && nr - first < CLAIM_SPAN; nr++) {
+                _cleanup_close_ int fd = -EBADF;
+                struct loop_info64 info;
+                char dev[32];
+                dev_t devno;
+
+                snprintf(dev, sizeof(dev), "/dev/loop%d", nr);
+                int r = loop_node_open(ctl_fd, nr, q->read_only ? O_RDONLY : O_RDWR, &fd, &devno,
+                                       err);
+                if (r < 0)
+                        return r;
+                if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                        if (errno == EWOULDBLOCK || errno == EINTR)
+                                continue; /* being set up (or probed): the next */
+                        return util_err_set(err, errno, "lock '%s'", dev);
+                }
+                if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0)
+                        continue; /* bound since GET_FREE looked */
+                if (errno != ENXIO)
+                        return util_err_set(err, errno, "%s: LOOP_GET_STATUS64", dev);
+                *ret_fd = TAKE_FD(fd);
+                *ret_nr = nr;
+                *ret_devno = devno;
+                return 0;
+        }
+        return util_err_setx(err, EBUSY, "/dev/loop%d to /dev/loop%d: none free", first,
+                             first + CLAIM_SPAN - 1);
+}
+
+/*
+ * One allocation attempt; the allocation lock is held by the caller. Once a
+ * device is claimed, no allocator of ours takes it, so the lock is
+ * dropped before LOOP_CONFIGURE (~0.1-0.25 ms, most of an attach): attaches
+ * of different images configure side by side. It is kept throughout while
+ * LOOP_CONFIGURE is not known to work here (the fallback may drop it itself)
+ * and for a shared attach without a registry record, whose scan and bind
+ * must stay one step.
+ */
 static int attach_once(struct alloc_lock *lock, const struct attach_req *q, struct loop_device *ret,
                        struct util_err *err)
 {
         int ctl_fd = lock->ctl_fd;
         _cleanup_close_ int fd = -EBADF;
         char dev[32];
-        dev_t devno;
-        struct loop_info64 info;
+        dev_t devno = 0;
+        bool shared = q->opts->flags & LOOP_ATTACH_SHARED;
         bool dio = false;
+        int nr = -1;
 
-        if (q->opts->flags & LOOP_ATTACH_SHARED) {
-                int r = loop_share_find(&q->st, q->opts, ret, err);
+        if (shared) {
+                int r = loop_share_find(q->rec_fd, &q->st, q->opts, ret, err);
                 if (r != 0)
                         return r < 0 ? r : 0;
         }
 
-        int nr = ioctl(ctl_fd, LOOP_CTL_GET_FREE);
-        if (nr < 0)
+        int first = ioctl(ctl_fd, LOOP_CTL_GET_FREE);
+        if (first < 0)
                 return util_err_set(err, errno, "%s: LOOP_CTL_GET_FREE", LOOP_CONTROL_PATH);
+        int r = claim_device(ctl_fd, first, q, &fd, &nr, &devno, err);
+        if (r < 0)
+                return r;
         snprintf(dev, sizeof(dev), "/dev/loop%d", nr);
-
-        int r = loop_node_open(ctl_fd, nr, q->read_only ? O_RDONLY : O_RDWR, &fd, &devno, err);
-        if (r < 0)
-                return r;
-        r = loop_fd_lock(fd, LOCK_EX, dev, err);
-        if (r < 0)
-                return r;
-        /* GET_FREE only says the device was free a moment ago. */
-        if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0)
-                return util_err_setx(err, EBUSY, "%s: already bound", dev);
-        if (errno != ENXIO)
-                return util_err_set(err, errno, "%s: LOOP_GET_STATUS64", dev);
+        if (configure_state() == 1 && (!shared || q->rec_fd >= 0))
+                alloc_lock_drop(lock);
 
         r = configure_state() != 0 ? configure(fd, dev, q, &dio, err) : 1;
         if (r > 0)
@@ -399,8 +451,8 @@ static int attach_once(struct alloc_lock *lock, const struct attach_req *q, stru
         ret->diskseq = loop_read_diskseq(ret->fd, nr);
         ret->bound_by_us = true;
         ret->direct_io = dio;
-        if (q->opts->flags & LOOP_ATTACH_SHARED)
-                loop_share_record(&q->st, q->name, q->opts, ret);
+        if (shared)
+                loop_share_record(q->rec_fd, q->name, ret);
         if (q->want_dio && !dio)
                 util_debug(UTIL_DBG_LOOP, "%s: direct I/O refused for '%s', using buffered I/O",
                            dev, q->name);
@@ -416,12 +468,13 @@ static unsigned backoff_max_ms(unsigned attempt)
 static int attach_backing(int backing_fd, const char *name, const struct loop_attach_opts *opts,
                           struct loop_device **ret, struct util_err *err)
 {
-        _cleanup_close_ int ctl_fd = -EBADF;
+        _cleanup_close_ int ctl_fd = -EBADF, rec_fd = -EBADF;
         _cleanup_free_ struct loop_device *d = NULL;
         struct attach_req q = {
                 .opts = opts,
                 .backing_fd = backing_fd,
                 .name = name,
+                .rec_fd = -1,
                 .read_only = opts->flags & LOOP_ATTACH_READ_ONLY,
                 .autoclear = !(opts->flags & LOOP_ATTACH_NO_AUTOCLEAR),
                 .want_dio = !(opts->flags & LOOP_ATTACH_NO_DIRECT_IO),
@@ -450,6 +503,10 @@ static int attach_backing(int backing_fd, const char *name, const struct loop_at
         int r = loop_control_open(&ctl_fd, err);
         if (r < 0)
                 return r;
+        if (opts->flags & LOOP_ATTACH_SHARED) {
+                rec_fd = loop_share_lock(&q.st, opts);
+                q.rec_fd = rec_fd;
+        }
 
         struct alloc_lock lock = {.ctl_fd = ctl_fd};
         unsigned attempt;

@@ -58,20 +58,31 @@ int loop_status_query_fd(int fd, const char *dev_path, struct loop_status *ret,
 /* Kernel-encoded (huge_encode_dev) device number to a dev_t. */
 dev_t loop_decode_kernel_dev(uint64_t v);
 
-/*
- * Looks for a device already bound to `backing` (fstat result) with the same
- * parameters, under the control lock. Returns 1 with *ret filled (fd open,
- * re-verified after open), 0 when there is none, or -errno.
- */
 struct stat;
 #define LOOP_SHARE_DIR_DEFAULT "/run/loopsnap/loop-share"
-int loop_share_find(const struct stat *backing, const struct loop_attach_opts *opts,
+/*
+ * Opens (making it when there is none) and locks the registry record of a
+ * shared attach of `backing` (fstat result) with `opts`: held from the
+ * lookup to the record's rewrite, so two sharers of one image never bind two
+ * devices. Returns the record's fd (closing it unlocks), or -1 when there is
+ * no usable registry: the caller then holds the loop-control lock across
+ * loop_share_find (a scan) and the attach.
+ */
+int loop_share_lock(const struct stat *backing, const struct loop_attach_opts *opts);
+
+/*
+ * Looks for a device already bound to `backing` with the same parameters:
+ * the one record `rec_fd` names, or, with rec_fd < 0, a scan of /sys/block.
+ * Returns 1 with *ret filled (fd open, re-verified after open), 0 when there
+ * is none, or -errno.
+ */
+int loop_share_find(int rec_fd, const struct stat *backing, const struct loop_attach_opts *opts,
                     struct loop_device *ret, struct util_err *err);
 
-/* Records a shared device we just bound to image `name` (its path; kept in
- * the record when absolute), for loop_share_find (best effort). */
-void loop_share_record(const struct stat *backing, const char *name,
-                       const struct loop_attach_opts *opts, const struct loop_device *d);
+/* Writes into record `rec_fd` (none: nothing) the shared device `d` we just
+ * bound to image `name` (its path; kept in the record when absolute), for
+ * loop_share_find (best effort). */
+void loop_share_record(int rec_fd, const char *name, const struct loop_device *d);
 
 /* Whether the tag of a device says loopsnap attached it (for `owner`, or any
  * owner when NULL). */

@@ -1,27 +1,32 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Shared read-only devices: N containers of one image use one loop device
- * per layer, and so one page cache. Called under the /dev/loop-control lock,
- * so two sharers of one image never bind two devices.
+ * per layer, and so one page cache.
  *
  * Finding the device: the kernel has no lookup by backing file, and scanning
  * /sys/block costs ~3 ms per lookup on a machine with 600 loop nodes (most
  * of them unbound), i.e. 60 ms for a 20-layer overlay. So every shared device
  * we bind is recorded in a registry, one small file per (backing dev+inode,
  * offset, size limit, block size) under /run/loopsnap/loop-share holding
- * "<nr> <diskseq>" and, on a second line, the image's path, written under
- * the same lock. A lookup reads that one file. The record is only a hint:
- * the device it names is opened and verified exactly as a scanned one would
- * be (below), and a record that no longer matches (autoclear freed the
- * device, someone else reused it) is written over by the next attach of
- * that image. loop_share_sweep (snapctl cleanup, fsck --repair) removes the
- * stale records of images that are gone, and keeps the others for that
- * rewrite: making a file is a new inode, ~0.35 ms each where /run is not a
- * tmpfs, paid under the lock by every layer of a cold start. Correctness
- * never depends on a record: a missing one only costs a second device for
- * the same image. Where the registry directory cannot be
- * made (read-only /run), or LOOPSNAP_LOOP_SHARE_DIR is set to "", the lookup
- * scans /sys/block instead.
+ * "<nr> <diskseq>" and, on a second line, the image's path. A lookup reads
+ * that one file. The record is only a hint: the device it names is opened
+ * and verified exactly as a scanned one would be (below), and a record that
+ * no longer matches (autoclear freed the device, someone else reused it) is
+ * written over by the next attach of that image. Correctness never depends
+ * on a record: a missing one only costs a second device for the same image.
+ *
+ * One image, one device: a shared attach holds flock(LOCK_EX) on its
+ * image's record from the lookup to the record's rewrite (loop_share_lock),
+ * so two sharers of one image never bind two devices, while attaches of
+ * different images (the 20 layers of a cold start) bind theirs side by side.
+ * Where the registry directory cannot be made (read-only /run), or
+ * LOOPSNAP_LOOP_SHARE_DIR is set to "", the lookup scans /sys/block instead,
+ * and the attach holds the loop-control lock throughout for the same
+ * guarantee.
+ *
+ * loop_share_sweep (snapctl cleanup, fsck --repair) removes the stale records
+ * of images that are gone, and keeps the others for that rewrite: making a
+ * file is a new inode, ~0.35 ms each where /run is not a tmpfs.
  *
  * Race-free reuse: the candidate is opened first and its status read through
  * that fd. While we hold the fd the device cannot be unbound (autoclear only
@@ -33,6 +38,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <linux/fs.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -162,10 +168,10 @@ static const char *registry_dir(void)
         return *d ? d : NULL;
 }
 
-/* The registry directory registry_ensure last found usable. Only read and
- * written under the allocation lock (its process mutex), as are lookups
- * and records; cleared when a record cannot be made, so a directory
+/* The registry directory registry_ensure last found usable, under
+ * registry_mutex; cleared when a record cannot be written, so a directory
  * removed since is made again. */
+static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static char ensured[PATH_MAX];
 
 /* Makes the registry directory (and its parent). 0, or -1: not usable. */
@@ -202,64 +208,86 @@ static int registry_path(char *buf, size_t size, const char *dir, const struct s
         return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
-int loop_share_find(const struct stat *backing, const struct loop_attach_opts *opts,
-                    struct loop_device *ret, struct util_err *err)
+int loop_share_lock(const struct stat *backing, const struct loop_attach_opts *opts)
 {
         const char *dir = registry_dir();
-        char path[PATH_MAX], buf[64];
+        char path[PATH_MAX];
+
+        if (!dir || registry_path(path, sizeof(path), dir, backing, opts) < 0)
+                return -1;
+        pthread_mutex_lock(&registry_mutex);
+        int usable = registry_ensure(dir);
+        pthread_mutex_unlock(&registry_mutex);
+        if (usable < 0)
+                return -1;
+        for (unsigned k = 0; k < 4; k++) {
+                _cleanup_close_ int fd =
+                        open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+                struct stat st;
+                if (fd < 0) {
+                        util_debug(UTIL_DBG_LOOP, "share record '%s': %s", path, strerror(errno));
+                        return -1;
+                }
+                if (loop_fd_lock(fd, LOCK_EX, path, NULL) < 0 || fstat(fd, &st) < 0)
+                        return -1;
+                /* Unlinked by a sweep while we waited: the next open makes
+                 * the record anew. */
+                if (st.st_nlink > 0)
+                        return TAKE_FD(fd);
+        }
+        return -1;
+}
+
+int loop_share_find(int rec_fd, const struct stat *backing, const struct loop_attach_opts *opts,
+                    struct loop_device *ret, struct util_err *err)
+{
+        char buf[64];
         int nr;
         uint64_t seq;
 
-        if (!dir || registry_ensure(dir) < 0)
+        if (rec_fd < 0)
                 return share_scan(backing, opts, ret, err);
-        if (registry_path(path, sizeof(path), dir, backing, opts) < 0)
-                return share_scan(backing, opts, ret, err);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return 0; /* no record: no shared device (see above) */
-        /* The first line is all a lookup needs. */
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        /* The first line is all a lookup needs; a new record is empty. */
+        ssize_t n = pread(rec_fd, buf, sizeof(buf) - 1, 0);
         buf[n > 0 ? n : 0] = '\0';
+        if (n <= 0)
+                return 0;
         if (sscanf(buf, "%d %" SCNu64, &nr, &seq) == 2 && nr >= 0 &&
             share_open_verified(nr, backing, opts, seq, ret) == 0)
                 return 1;
-        /* Left in place: the attach that follows writes over it (see
-         * loop_share_record), and a sweep removes one nobody rewrites. */
-        util_debug(UTIL_DBG_LOOP, "stale share record '%s' (%s)", path, buf);
+        /* Rewritten by the attach that follows (loop_share_record). */
+        util_debug(UTIL_DBG_LOOP, "stale share record (%s)", buf);
         return 0;
 }
 
-void loop_share_record(const struct stat *backing, const char *name,
-                       const struct loop_attach_opts *opts, const struct loop_device *d)
+void loop_share_record(int rec_fd, const char *name, const struct loop_device *d)
 {
-        const char *dir = registry_dir();
-        char path[PATH_MAX], line[PATH_MAX + 64];
+        char line[PATH_MAX + 64];
 
-        if (!dir || registry_ensure(dir) < 0 ||
-            registry_path(path, sizeof(path), dir, backing, opts) < 0)
+        if (rec_fd < 0)
                 return;
         /*
-         * Written in place, over a stale record of the same key if there is
-         * one: every reader and writer of records holds the loop-control
-         * lock, so no one sees the file between the write and the truncate.
-         * A crash in between leaves a torn record, which names no live device
-         * with that disk sequence number and so is stale like any other.
-         * (Replacing the file, by a new one renamed over it, costs two
-         * directory operations per layer: ~0.4 ms where /run is not a tmpfs.)
-         * The path, when the caller gave an absolute one, is what lets the
-         * sweep keep the record while the image exists (record_is_kept).
+         * Written in place, over a stale record if there is one: readers and
+         * writers of a record hold its lock, so no one sees the file between
+         * the write and the truncate. A crash in between leaves a torn
+         * record, which names no live device with that disk sequence number
+         * and so is stale like any other. (Replacing the file, by a new one
+         * renamed over it, costs two directory operations per layer: ~0.4 ms
+         * where /run is not a tmpfs.) The path, when the caller gave an
+         * absolute one, is what lets the sweep keep the record while the
+         * image exists (record_is_kept).
          */
         bool with_path = name && name[0] == '/' && !strchr(name, '\n');
         int len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n%s%s", d->nr, d->diskseq,
                            with_path ? name : "", with_path ? "\n" : "");
         if (len < 0 || (size_t)len >= sizeof(line))
                 len = snprintf(line, sizeof(line), "%d %" PRIu64 "\n", d->nr, d->diskseq);
-        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 || pwrite(fd, line, (size_t)len, 0) != len || ftruncate(fd, len) < 0) {
-                util_debug(UTIL_DBG_LOOP, "share record '%s': %s", path, strerror(errno));
+        if (pwrite(rec_fd, line, (size_t)len, 0) != len || ftruncate(rec_fd, len) < 0) {
+                util_debug(UTIL_DBG_LOOP, "share record: %s", strerror(errno));
+                (void)ftruncate(rec_fd, 0); /* an empty record names nothing */
+                pthread_mutex_lock(&registry_mutex);
                 ensured[0] = '\0'; /* check the directory again next time */
-                if (fd >= 0)
-                        (void)unlink(path);
+                pthread_mutex_unlock(&registry_mutex);
         }
 }
 
@@ -285,31 +313,22 @@ static bool record_key(const char *name, struct stat *ret_backing,
         return true;
 }
 
-/* Whether record file `name` in `dir_fd` stays: it still names a live
- * shared device, or the image it was written for still exists (the path on
- * its second line is that file: same st_dev and st_ino as its key), so the
- * next attach of the image rewrites it in place instead of making a file. */
-static bool record_is_kept(int dir_fd, const char *name)
+/* Whether record `buf` (its content), of `backing` and `opts`, stays: it still names
+ * a live shared device, or the image it was written for still exists (the
+ * path on its second line is that file: same st_dev and st_ino as its key),
+ * so the next attach of the image rewrites it in place instead of making a
+ * file. */
+static bool record_is_kept(const struct stat *backing, const struct loop_attach_opts *opts,
+                           char *buf)
 {
-        struct loop_attach_opts opts;
         struct loop_device d;
-        struct stat backing, st;
-        char buf[PATH_MAX + 64];
+        struct stat st;
         int nr;
         uint64_t seq;
 
-        if (!record_key(name, &backing, &opts))
-                return true; /* not a record: not ours to judge */
-        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return errno != ENOENT;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return false;
-        buf[n] = '\0';
         if (sscanf(buf, "%d %" SCNu64, &nr, &seq) != 2 || nr < 0)
                 return false;
-        if (share_open_verified(nr, &backing, &opts, seq, &d) == 0) {
+        if (share_open_verified(nr, backing, opts, seq, &d) == 0) {
                 close(d.fd);
                 return true;
         }
@@ -318,16 +337,37 @@ static bool record_is_kept(int dir_fd, const char *name)
         if (!end || img[1] != '/')
                 return false;
         *end = '\0';
-        return stat(img + 1, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == backing.st_dev &&
-               st.st_ino == backing.st_ino;
+        return stat(img + 1, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == backing->st_dev &&
+               st.st_ino == backing->st_ino;
+}
+
+/* Removes record `name` of `dir_fd` when it is stale; true when it did. A
+ * record whose lock is held belongs to an attach in progress: kept. The
+ * unlink happens under the record's lock, and an attach that opened the
+ * record before and waits for the lock sees it unlinked (loop_share_lock)
+ * and makes it anew. */
+static bool record_sweep(int dir_fd, const char *name)
+{
+        struct loop_attach_opts opts;
+        struct stat backing;
+        char buf[PATH_MAX + 64];
+
+        if (!record_key(name, &backing, &opts))
+                return false; /* not a record: not ours to judge */
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        buf[n > 0 ? n : 0] = '\0';
+        if (n > 0 && record_is_kept(&backing, &opts, buf))
+                return false;
+        return unlinkat(dir_fd, name, 0) == 0;
 }
 
 int loop_share_sweep(size_t *ret_removed, struct util_err *err)
 {
         const char *dir = registry_dir();
-        _cleanup_close_ int ctl = -EBADF;
         size_t removed = 0;
-        int r;
 
         if (ret_removed)
                 *ret_removed = 0;
@@ -336,29 +376,23 @@ int loop_share_sweep(size_t *ret_removed, struct util_err *err)
         _cleanup_(closedirp) DIR *d = opendir(dir);
         if (!d)
                 return errno == ENOENT ? 0 : util_err_set(err, errno, "open '%s'", dir);
-        /* Under the lock attaches write records under: a record judged
-         * stale cannot be replaced by a fresh one before it is unlinked. */
-        if ((r = loop_control_open(&ctl, err)) < 0 ||
-            (r = loop_fd_lock(ctl, LOCK_EX, "/dev/loop-control", err)) < 0)
-                return r;
         struct dirent *de;
         while ((de = readdir(d))) {
                 const char *name = de->d_name;
-                bool stale;
                 if (name[0] == '.')
                         continue;
                 const char *tmp = strstr(name, ".new-");
                 if (tmp) {
-                        /* A writer that died between write and rename. */
+                        /* A writer (of an older version) that died between
+                         * write and rename. */
                         long pid = strtol(tmp + 5, NULL, 10);
-                        stale = pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-                } else {
-                        stale = !record_is_kept(dirfd(d), name);
-                }
-                if (stale && unlinkat(dirfd(d), name, 0) == 0)
+                        if (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH &&
+                            unlinkat(dirfd(d), name, 0) == 0)
+                                removed++;
+                } else if (record_sweep(dirfd(d), name)) {
                         removed++;
+                }
         }
-        (void)flock(ctl, LOCK_UN);
         util_debug(UTIL_DBG_LOOP, "share registry '%s': %zu stale records removed", dir, removed);
         if (ret_removed)
                 *ret_removed = removed;

@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -351,8 +353,136 @@ Test(loop, share_sweep_removes_stale_records)
         cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
         cr_assert_eq(removed, 0, "a freed device's record went while its image exists");
         cr_assert_eq(unlink(live_img), 0, "%m");
+        /* Not while an attach holds its lock (it is rewriting it). */
+        int held = open(live_rec, O_RDONLY | O_CLOEXEC);
+        cr_assert_geq(held, 0, "%m");
+        cr_assert_eq(flock(held, LOCK_EX), 0, "%m");
+        cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
+        cr_assert_eq(removed, 0, "a record in use was removed");
+        close(held);
         cr_assert_eq(loop_share_sweep(&removed, &err), 0, "%s", err.msg);
         cr_assert_eq(removed, 1, "once its device is freed and its image deleted, it goes too");
+}
+
+/* Shared attaches of one image started at once, from threads of one
+ * process: one binds the device, the others join it (the image's record
+ * lock, or the loop-control lock without a registry, makes lookup and bind
+ * one step), while attaches of different images bind side by side. */
+enum { RACERS = 8 };
+
+struct racer {
+        pthread_barrier_t *start;
+        const char *img;
+        struct loop_attach_opts opts;
+        struct loop_device *d;
+        int r;
+        struct util_err err;
+};
+
+static void *racer_run(void *data)
+{
+        struct racer *x = data;
+        (void)pthread_barrier_wait(x->start);
+        x->r = loop_attach_path(x->img, &x->opts, &x->d, &x->err);
+        return NULL;
+}
+
+static void race(struct racer *x, size_t n)
+{
+        pthread_barrier_t start;
+        pthread_t th[RACERS];
+        cr_assert_leq(n, RACERS);
+        /* One attach first: the process then knows how to configure a
+         * device, and binds the racers' without holding the allocation
+         * lock (what this race is about). */
+        release(attach_ok(priv_image("prime.img", 8 * MiB),
+                          priv_opts(LOOP_ATTACH_READ_ONLY, "prime")));
+        cr_assert_eq(pthread_barrier_init(&start, NULL, (unsigned)n), 0);
+        for (size_t i = 0; i < n; i++) {
+                x[i].start = &start;
+                cr_assert_eq(pthread_create(&th[i], NULL, racer_run, &x[i]), 0);
+        }
+        for (size_t i = 0; i < n; i++)
+                cr_assert_eq(pthread_join(th[i], NULL), 0);
+        (void)pthread_barrier_destroy(&start);
+        for (size_t i = 0; i < n; i++)
+                if (x[i].d)
+                        priv_track(x[i].d);
+        for (size_t i = 0; i < n; i++)
+                cr_assert_eq(x[i].r, 0, "attach %zu of '%s': %s", i, x[i].img, x[i].err.msg);
+}
+
+Test(loop, concurrent_shared_attaches_of_one_image_bind_one_device)
+{
+        const char *img = priv_image("race.img", 8 * MiB);
+        struct racer x[RACERS] = {0};
+        for (size_t i = 0; i < RACERS; i++) {
+                x[i].img = img;
+                x[i].opts = priv_opts(LOOP_ATTACH_READ_ONLY | LOOP_ATTACH_SHARED, "race");
+        }
+        race(x, RACERS);
+        int nr = loop_device_get_nr(x[0].d);
+        size_t bound = 0;
+        for (size_t i = 0; i < RACERS; i++) {
+                cr_assert_eq(loop_device_get_nr(x[i].d), nr, "attach %zu bound loop%d, not loop%d",
+                             i, loop_device_get_nr(x[i].d), nr);
+                bound += !loop_device_is_shared_reuse(x[i].d);
+        }
+        cr_assert_eq(bound, 1, "%zu attaches bound a device of their own", bound);
+        for (size_t i = 0; i < RACERS; i++)
+                release(x[i].d);
+}
+
+Test(loop, concurrent_attaches_of_different_images_get_their_own_devices)
+{
+        struct racer x[RACERS] = {0};
+        for (size_t i = 0; i < RACERS; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "many%zu.img", i);
+                x[i].img = priv_image(name, 8 * MiB);
+                x[i].opts = priv_opts(i % 2 ? LOOP_ATTACH_READ_ONLY | LOOP_ATTACH_SHARED
+                                            : LOOP_ATTACH_READ_ONLY,
+                                      "many");
+        }
+        race(x, RACERS);
+        for (size_t i = 0; i < RACERS; i++) {
+                struct loop_status s = {0};
+                struct util_err err = {0};
+                struct stat st;
+                cr_assert_eq(loop_device_query(x[i].d, &s, &err), 0, "%s", err.msg);
+                cr_assert_eq(stat(x[i].img, &st), 0, "%m");
+                cr_assert(s.backing_dev == st.st_dev && s.backing_ino == st.st_ino,
+                          "loop%d is not bound to '%s'", s.nr, x[i].img);
+                for (size_t j = 0; j < i; j++)
+                        cr_assert_neq(loop_device_get_nr(x[j].d), s.nr, "loop%d twice", s.nr);
+        }
+        for (size_t i = 0; i < RACERS; i++)
+                release(x[i].d);
+}
+
+/* A free device that someone holds flock'ed is being set up by them (or
+ * probed by udev): an attach leaves it alone and takes another. */
+Test(loop, a_locked_free_device_is_left_alone)
+{
+        const char *img = priv_image("locked.img", 8 * MiB);
+        int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+        cr_assert_geq(ctl, 0, "%m");
+        int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+        cr_assert_geq(nr, 0, "%m");
+        close(ctl);
+        char dev[32];
+        snprintf(dev, sizeof(dev), "/dev/loop%d", nr);
+        int fd = open(dev, O_RDONLY | O_CLOEXEC);
+        cr_assert_geq(fd, 0, "open '%s': %m", dev);
+        cr_assert_eq(flock(fd, LOCK_EX), 0, "%m");
+
+        struct loop_device *d = attach_ok(img, priv_opts(LOOP_ATTACH_READ_ONLY, "lk"));
+        cr_assert_neq(loop_device_get_nr(d), nr, "bound the locked loop%d", nr);
+        struct loop_info64 info;
+        cr_assert_lt(ioctl(fd, LOOP_GET_STATUS64, &info), 0, "loop%d was bound", nr);
+        cr_assert_eq(errno, ENXIO, "%m");
+        close(fd);
+        release(d);
 }
 
 Test(loop, shared_attach_differs_for_rw_offset_and_size)
