@@ -2004,7 +2004,7 @@ static int bench_mount(const struct bench_opts *o)
 
 #define BENCH_SNAP_ITERATIONS   30u
 #define BENCH_SNAP_WARMUP       2u
-#define BENCH_SNAP_COLD_SAMPLES 5u
+#define BENCH_SNAP_COLD_SAMPLES 9u
 #define BENCH_SNAP_LAYERS       100u /* the largest N */
 #define BENCH_SNAP_COMMIT_TRIES 200u /* EBUSY: the layer's loop device still going */
 #define BENCH_SNAP_STEPS        5u
