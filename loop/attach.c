@@ -53,7 +53,8 @@ int loop_feature_configure(void)
  * flock unlock wakes *all* waiters: 64 threads of one runtime attaching at
  * once would wake each other 64 x 63 / 2 times. Behind the mutex only one
  * thread per process waits on the flock and the mutex wakes one at a time.
- * Lock order: mutex -> /dev/loop-control -> /dev/loopN.
+ * Lock order: registry record (shared) -> mutex -> /dev/loop-control ->
+ * /dev/loopN (loop.h).
  */
 static pthread_mutex_t alloc_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;

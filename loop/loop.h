@@ -4,10 +4,13 @@
  * query, list and detach. DESIGN.md §6.
  *
  * Lock order (never the other way round, to avoid ABBA deadlocks):
- *   1. flock(LOCK_EX) on /dev/loop-control   (serialises allocation and the
- *      shared-device lookup between all loopsnap processes)
- *   2. flock(LOCK_EX) on the /dev/loopN node  (keeps udev probes and other
- *      lock-aware tools off the device while it is configured)
+ *   0. flock(LOCK_EX) on a shared attach's registry record (one image's
+ *      sharers bind one device; other images go on)
+ *   1. flock(LOCK_EX) on /dev/loop-control   (serialises the choice of a
+ *      free device between all loopsnap processes)
+ *   2. flock(LOCK_EX | LOCK_NB) on the /dev/loopN node, from the claim until
+ *      the device is bound (after 1 is released): other allocators of ours
+ *      skip it, udev probes and other lock-aware tools leave it alone
  *
  * Every device loopsnap attaches carries a tag in lo_file_name,
  * "loopsnap:<owner>:<id>", so that fsck can find leaks and so that detach by
