@@ -382,6 +382,18 @@ static int claim_device(int ctl_fd, int first, const struct attach_req *q, int *
                 snprintf(dev, sizeof(dev), "/dev/loop%d", nr);
                 int r = loop_node_open(ctl_fd, nr, q->read_only ? O_RDONLY : O_RDWR, &fd, &devno,
                                        err);
+                if (r < 0 && nr > first) {
+                        /* Past GET_FREE's answer a device we cannot open
+                         * (or add) ends the search, not the attach: the
+                         * attempt is retried, when the devices in setup
+                         * are bound and GET_FREE names another. */
+                        util_debug(UTIL_DBG_LOOP, "claim: %s", err->msg);
+                        util_err_clear(err);
+                        return util_err_setx(err, EBUSY,
+                                             "/dev/loop%d is being set up, and /dev/loop%d "
+                                             "cannot be used",
+                                             first, nr);
+                }
                 if (r < 0)
                         return r;
                 if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
