@@ -313,11 +313,11 @@ static bool record_key(const char *name, struct stat *ret_backing,
         return true;
 }
 
-/* Whether record `buf` (its content), of `backing` and `opts`, stays: it still names
- * a live shared device, or the image it was written for still exists (the
- * path on its second line is that file: same st_dev and st_ino as its key),
- * so the next attach of the image rewrites it in place instead of making a
- * file. */
+/* Whether the record of `backing` and `opts` whose content is `buf` stays:
+ * it still names a live shared device, or the image it was written for
+ * still exists (the path on its second line is that file: same st_dev and
+ * st_ino as its key), so the next attach of the image rewrites it in place
+ * instead of making a file. */
 static bool record_is_kept(const struct stat *backing, const struct loop_attach_opts *opts,
                            char *buf)
 {
