@@ -11,8 +11,13 @@
  *                 rename the clone into it, commit. A crash before the
  *                 commit leaves tmp/new-* or snapshots/<id> without a row.
  *   commit        refused while the image is attached; a temporary mount to
- *                 trim it and count size and inodes; then one transaction
- *                 turns the row committed (same id, same file). The image is
+ *                 count size and inodes and, for an ext4 image upper on an
+ *                 overlay root, copy its tree into a compact new ext4 image
+ *                 in tmp/ (fsync'ed; else the image is trimmed and kept as
+ *                 it is); then one transaction turns the row committed (same
+ *                 id); then the compact image is renamed over the old one
+ *                 (same content: a crash before the rename leaves a
+ *                 committed layer as it was, and a tmp/ file). The image is
  *                 made read-only (0400): committed images are never written.
  *   remove        one transaction: delete the row, rename snapshots/<id> to
  *                 trash/; after the commit, delete the trash entry. A crash
@@ -304,12 +309,15 @@ int snap_mounts(struct snap_root *r, const char *key, struct mount_spec **ret, s
 }
 
 /*
- * Mounts the image at a private tmp/ point, trims it, counts what is used;
- * with `erofs_out`, also writes the erofs layer image of its tree there
- * (without work/ and lost+found) while it is mounted.
+ * Mounts the image at a private tmp/ point and counts what is used. With
+ * `erofs_out`, also writes the erofs layer image of its tree there (without
+ * work/ and lost+found); with `compact_out`, tries to write a compact ext4
+ * image of its tree there and says in *compacted whether it did. The image
+ * is trimmed when it stays the layer: committed images stay small.
  */
 static int measure(struct snap_root *r, const char *img, int64_t id, const char *erofs_out,
-                   uint64_t *size, uint64_t *inodes, struct util_err *err)
+                   const char *compact_out, bool *compacted, uint64_t *size, uint64_t *inodes,
+                   struct util_err *err)
 {
         _cleanup_(mount_spec_freep) struct mount_spec *spec = NULL;
         _cleanup_free_ char *point = NULL;
@@ -334,11 +342,6 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
         }
         util_fault_point("commit-while-mounted");
         _cleanup_close_ int fd = open(point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        struct fstrim_range trim = {.start = 0, .len = UINT64_MAX, .minlen = 0};
-        /* Give the blocks of deleted files back to the host file: committed
-         * images stay small. Not every setup can (EOPNOTSUPP): fine. */
-        if (fd >= 0 && ioctl(fd, FITRIM, &trim) < 0 && errno != EOPNOTSUPP)
-                util_debug(UTIL_DBG_SNAP, "FITRIM '%s': %s", img, strerror(errno));
         struct statvfs sv;
         if (fd >= 0 && fstatvfs(fd, &sv) == 0) {
                 *size = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
@@ -346,6 +349,23 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
         } else {
                 rc = util_err_set(err, errno, "statvfs '%s'", point);
         }
+        if (rc >= 0 && compact_out) {
+                /* The tree as it is (lost+found included: mkfs.ext4 -d
+                 * keeps its own), into an image sized for it. Failing that
+                 * (ENOSPC in a layer of many tiny files, say), the layer is
+                 * the image itself, as before. */
+                struct util_err cerr = {0};
+                *compacted = snap_image_from_dir("ext4", point, NULL, *size, *inodes, compact_out,
+                                                 &cerr) >= 0;
+                if (!*compacted)
+                        util_debug(UTIL_DBG_SNAP, "commit: no compact layer image: %s", cerr.msg);
+        }
+        struct fstrim_range trim = {.start = 0, .len = UINT64_MAX, .minlen = 0};
+        /* Give the blocks of deleted files back to the host file when the
+         * image stays the layer. Not every setup can (EOPNOTSUPP): fine. */
+        if (rc >= 0 && !(compacted && *compacted) && fd >= 0 && ioctl(fd, FITRIM, &trim) < 0 &&
+            errno != EOPNOTSUPP)
+                util_debug(UTIL_DBG_SNAP, "FITRIM '%s': %s", img, strerror(errno));
         util_closep(&fd);
         fd = -EBADF;
         if (rc >= 0 && erofs_out) {
@@ -497,6 +517,12 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
          * rather than the active image itself. */
         bool convert = erofs || r->upper_dir;
         bool placed = false;
+        /* Whether the layer is to be a compact copy of the image's tree
+         * (docs/snapshot.md, "Committed layers"), and whether it is. */
+        bool compact = !convert && r->layout == SNAP_LAYOUT_OVERLAY &&
+                       strcmp(r->writable_fs, "ext4") == 0 &&
+                       util_env_long("LOOPSNAP_COMPACT_LAYERS", 1) != 0;
+        bool compacted = false;
         int rc;
 
         if ((rc = snap_key_check(name, err)) < 0 ||
@@ -512,7 +538,7 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         fsdir = snap_path(r, "snapshots/%lld/fs", (long long)info.id);
         layer = snap_layer_image(r, info.id);
         if (!img || !fsdir || !layer ||
-            (convert && tmp_name(r, erofs ? ".erofs" : ".img", &newlayer, err) < 0)) {
+            ((convert || compact) && tmp_name(r, erofs ? ".erofs" : ".img", &newlayer, err) < 0)) {
                 rc = util_err_set(err, ENOMEM, "commit");
                 goto out;
         }
@@ -521,7 +547,8 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         if (rc < 0)
                 goto out;
         /* Shared lock: the temporary mount and the new layer live in tmp/,
-         * which cleanup (exclusive) would otherwise take for leftovers. */
+         * which cleanup (exclusive) would otherwise take for leftovers. A
+         * compact layer stays there until after the transaction. */
         if (flock(r->lock_fd, LOCK_SH) < 0) {
                 rc = util_err_set(err, errno, "lock the root");
                 goto out;
@@ -529,10 +556,11 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         if (r->upper_dir)
                 rc = dir_layer_image(r, fsdir, newlayer, &size, &inodes, err);
         else
-                rc = measure(r, img, info.id, erofs ? newlayer : NULL, &size, &inodes, err);
+                rc = measure(r, img, info.id, erofs ? newlayer : NULL, compact ? newlayer : NULL,
+                             &compacted, &size, &inodes, err);
         if (rc >= 0 && erofs)
                 rc = snap_image_allocated(newlayer, &size, err);
-        if (rc >= 0 && convert)
+        if (rc >= 0 && (convert || compacted))
                 util_fault_point("commit-after-layer-image");
         /* The new layer goes into place while the row is still active: a
          * crash from here leaves an active snapshot with an extra file,
@@ -544,9 +572,10 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                 else
                         placed = true;
         }
-        if (rc < 0 && convert)
+        if (rc < 0 && (convert || compacted))
                 (void)unlink(newlayer);
-        (void)flock(r->lock_fd, LOCK_UN);
+        if (rc < 0 || !compacted)
+                (void)flock(r->lock_fd, LOCK_UN);
         if (rc < 0)
                 goto out;
         util_fault_point("commit-before-db-commit");
@@ -555,7 +584,24 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         if (rc < 0) {
                 if (placed)
                         (void)unlink(layer);
+                if (compacted) {
+                        (void)unlink(newlayer);
+                        (void)flock(r->lock_fd, LOCK_UN);
+                }
                 goto out;
+        }
+        if (compacted) {
+                /* Committed: the image is now a layer, and the compact copy
+                 * of its tree takes its place. A crash before the rename
+                 * leaves the layer as it was (same files) and a tmp/ file
+                 * for cleanup; a failed rename, the same without the file. */
+                util_fault_point("commit-before-compact-rename");
+                if (rename(newlayer, layer) < 0) {
+                        util_debug(UTIL_DBG_SNAP, "commit: rename '%s' to '%s': %s", newlayer,
+                                   layer, strerror(errno));
+                        (void)unlink(newlayer);
+                }
+                (void)flock(r->lock_fd, LOCK_UN);
         }
         util_fault_point("commit-after-db-commit");
         (void)chmod(layer, 0400);

@@ -77,7 +77,7 @@ struct snap_root_opts {
         enum snap_layout layout;      /* overlay (default) */
         const char *writable_fs;      /* NULL: "ext4"; or "xfs" */
         uint64_t writable_size;       /* 0: SNAP_DEFAULT_WRITABLE_SIZE */
-        const char *committed_format; /* NULL: "ext4" (the committed image as is); "erofs" */
+        const char *committed_format; /* NULL: "ext4" (docs/snapshot.md: compact); "erofs" */
         bool upper_dir;               /* writable upper as a plain directory (no quota) */
         /* Do not keep committed layers mounted under m/<id> (not recorded:
          * the cache never changes a spec). LOOPSNAP_ACTIVATION=0 does too. */

@@ -1420,6 +1420,79 @@ Test(snapshot, quota)
         no_devices_left(r);
 }
 
+/* An ext4 image upper is committed as a compact copy of its tree: a file of
+ * a few MiB instead of the writable size, with everything a layer carries
+ * (hard links, xattrs, whiteouts, owners, modes), put in place of the
+ * image after the transaction. LOOPSNAP_COMPACT_LAYERS=0 keeps the image. */
+Test(snapshot, commit_makes_a_compact_layer_image)
+{
+        if (variant()[0])
+                cr_skip_test("layers of image uppers on an overlay root with ext4 layers only "
+                             "(variant '%s')",
+                             variant());
+        struct snap_root *r = open_root();
+        prepare(r, "b", NULL);
+        const char *t = mount_key(r, "b");
+        write_file(t, "gone", "gone");
+        write_file(t, "kept", "kept");
+        unmount(t);
+        commit(r, "base", "b");
+
+        /* 1 GiB: 8 block groups, where the compact copy needs one. */
+        struct snap_label l[] = {LABEL(SNAP_LABEL_MAX_SIZE, "1073741824")};
+        prepare_l(r, "c", "base", l, 1);
+        t = mount_key(r, "c");
+        make_dir(t, "d", 0750);
+        write_file(t, "d/f", "data");
+        cr_assert_eq(link(at(t, "d/f"), at(t, "d/hl")), 0, "%m");
+        cr_assert_eq(chown(at(t, "d/f"), 1234, 5678), 0, "%m");
+        cr_assert_eq(setxattr(at(t, "d/f"), "user.loopsnap", "v", 1, 0), 0, "%m");
+        cr_assert_eq(unlink(at(t, "gone")), 0, "%m"); /* a whiteout in the upper */
+        unmount(t);
+        struct stat active, layer;
+        const char *img = image_of(r, "c");
+        cr_assert_eq(stat(img, &active), 0, "%m");
+        cr_assert_eq((uint64_t)active.st_size, 1024 * MIB);
+        commit(r, "child", "c");
+        cr_assert_eq(stat(img, &layer), 0, "%m");
+        cr_assert_neq(layer.st_ino, active.st_ino, "the image itself became the layer");
+        cr_assert_lt((uint64_t)layer.st_size, 32 * MIB, "a layer of %lld bytes",
+                     (long long)layer.st_size);
+        cr_assert_eq(layer.st_mode & 07777, 0400, "layer mode %o", layer.st_mode & 07777);
+        cr_log_info("layer image: %lld bytes (the writable image: %lld)", (long long)layer.st_size,
+                    (long long)active.st_size);
+
+        view(r, "v", "child");
+        t = mount_key(r, "v");
+        expect_content(t, "d/f", "data");
+        expect_content(t, "kept", "kept");
+        expect_missing(t, "gone");
+        struct stat f, hl;
+        cr_assert_eq(stat(at(t, "d/f"), &f), 0, "%m");
+        cr_assert_eq(stat(at(t, "d/hl"), &hl), 0, "%m");
+        cr_assert_eq(f.st_ino, hl.st_ino, "the hard link was split");
+        cr_assert_eq(f.st_nlink, 2);
+        cr_assert(f.st_uid == 1234 && f.st_gid == 5678, "owner %u:%u", f.st_uid, f.st_gid);
+        char v[8] = "";
+        cr_assert_eq(getxattr(at(t, "d/f"), "user.loopsnap", v, sizeof(v)), 1, "%m");
+        cr_assert_eq(v[0], 'v');
+        struct stat d;
+        cr_assert_eq(stat(at(t, "d"), &d), 0, "%m");
+        cr_assert_eq(d.st_mode & 07777, 0750, "dir mode %o", d.st_mode & 07777);
+        unmount(t);
+
+        cr_assert_eq(setenv("LOOPSNAP_COMPACT_LAYERS", "0", 1), 0);
+        prepare(r, "k", "child");
+        img = image_of(r, "k");
+        cr_assert_eq(stat(img, &active), 0, "%m");
+        commit(r, "kept-as-is", "k");
+        cr_assert_eq(unsetenv("LOOPSNAP_COMPACT_LAYERS"), 0);
+        cr_assert_eq(stat(img, &layer), 0, "%m");
+        cr_assert_eq(layer.st_ino, active.st_ino, "LOOPSNAP_COMPACT_LAYERS=0 replaced the image");
+        cr_assert_eq((uint64_t)layer.st_size, IMAGE_SIZE);
+        no_devices_left(r);
+}
+
 Test(snapshot, max_size_label_sets_the_image_size)
 {
         if (variant_dir())
