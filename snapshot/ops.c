@@ -308,6 +308,15 @@ int snap_mounts(struct snap_root *r, const char *key, struct mount_spec **ret, s
         return rc < 0 ? util_err_prefix(err, "mounts '%s'", key) : 0;
 }
 
+#ifndef STATX_ATTR_VERITY
+#define STATX_ATTR_VERITY 0x00100000
+#endif
+/* Inode attributes that mkfs.ext4 -d does not copy and that change what a
+ * file is (statx's names for FS_IMMUTABLE_FL and friends). */
+#define LAYER_ATTRS_KEPT_ONLY_AS_IS                                                  \
+        ((uint64_t)STATX_ATTR_IMMUTABLE | STATX_ATTR_APPEND | STATX_ATTR_ENCRYPTED | \
+         STATX_ATTR_VERITY)
+
 /*
  * Mounts the image at a private tmp/ point and counts what is used. With
  * `erofs_out`, also writes the erofs layer image of its tree there (without
@@ -351,13 +360,26 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
         }
         if (rc >= 0 && compact_out) {
                 /* The tree as it is (lost+found included: mkfs.ext4 -d
-                 * keeps its own), into an image sized for it. Failing that
-                 * (ENOSPC in a layer of many tiny files, say), the layer is
-                 * the image itself, as before. */
+                 * keeps its own), into an image sized for it. mkfs.ext4 -d
+                 * copies no inode flags: a tree with a file whose flags
+                 * change what it is (immutable, append-only; encrypted and
+                 * verity need features the templates lack) stays as it is.
+                 * Failing that too (ENOSPC in a layer of many tiny files,
+                 * say), the layer is the image itself, as before. */
                 struct util_err cerr = {0};
-                *compacted = snap_image_from_dir("ext4", point, NULL, *size, *inodes, compact_out,
-                                                 &cerr) >= 0;
-                if (!*compacted)
+                char odd[PATH_MAX];
+                int f = snap_tree_find_attr(point, LAYER_ATTRS_KEPT_ONLY_AS_IS, odd, sizeof(odd));
+                if (f > 0)
+                        util_debug(UTIL_DBG_SNAP,
+                                   "commit: no compact layer image: '%s' in '%s' has inode "
+                                   "flags a copy would lose",
+                                   odd, img);
+                else if (f < 0)
+                        util_debug(UTIL_DBG_SNAP, "commit: no compact layer image: walk '%s': %s",
+                                   img, strerror(-f));
+                *compacted = f == 0 && snap_image_from_dir("ext4", point, NULL, *size, *inodes,
+                                                           compact_out, &cerr) >= 0;
+                if (f == 0 && !*compacted)
                         util_debug(UTIL_DBG_SNAP, "commit: no compact layer image: %s", cerr.msg);
         }
         struct fstrim_range trim = {.start = 0, .len = UINT64_MAX, .minlen = 0};

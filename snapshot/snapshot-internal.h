@@ -124,6 +124,10 @@ int snap_tree_usage(const char *dir, uint64_t *bytes, uint64_t *inodes, struct u
 /* Removes a directory tree (not following links, not crossing mounts);
  * best effort. */
 void snap_tree_remove(const char *dir);
+/* Whether an entry of the tree at `dir` (not following links, not crossing
+ * mounts) has any of the statx attributes `attrs` (STATX_ATTR_*) set: 1
+ * with its path, relative to `dir`, in `path`; 0 for none; or -errno. */
+int snap_tree_find_attr(const char *dir, uint64_t attrs, char *path, size_t size);
 
 /* Undoes mountinfo's escapes (blanks, tabs, newlines and backslashes are
  * written as \ooo), in place. */

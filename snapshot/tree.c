@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Directory trees of a plain-directory upper: how much they use, and
- * removing them. Both stay on the tree's filesystem (a mount inside is
+ * removing them; and, in a mounted image, files with inode attributes a
+ * copy would lose. All stay on the tree's filesystem (a mount inside is
  * neither counted nor entered) and never follow symbolic links; removal
  * works through directory fds (unlinkat), so a rename of a parent during
  * the walk cannot redirect it.
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "snapshot/snapshot-internal.h"
 
@@ -80,6 +82,75 @@ int snap_tree_usage(const char *dir, uint64_t *bytes, uint64_t *inodes, struct u
         *bytes = b;
         *inodes = i;
         return 0;
+}
+
+/* The first entry under `dfd` (on device `dev`) with any attribute of
+ * `attrs` set, as a path relative to the walk's top in `path` (`len`
+ * bytes used so far): 1, 0 for none, or -errno. */
+static int attr_at(int dfd, dev_t dev, unsigned depth, uint64_t attrs, char *path, size_t size,
+                   size_t len)
+{
+        DIR *d = fdopendir(dfd);
+        struct dirent *de;
+        int r = 0;
+
+        if (!d) {
+                r = -errno;
+                close(dfd);
+                return r;
+        }
+        while (r == 0 && (de = readdir(d))) {
+                struct statx stx;
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (statx(dirfd(d), de->d_name, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (makedev(stx.stx_dev_major, stx.stx_dev_minor) != dev)
+                        continue;
+                int n = snprintf(path + len, size - len, "%s%s", len ? "/" : "", de->d_name);
+                size_t sub_len = n > 0 && (size_t)n < size - len ? len + (size_t)n : len;
+                if (stx.stx_attributes & stx.stx_attributes_mask & attrs) {
+                        r = 1;
+                        break;
+                }
+                if (!S_ISDIR(stx.stx_mode))
+                        continue;
+                if (depth >= TREE_MAX_DEPTH) {
+                        r = -ELOOP;
+                        break;
+                }
+                int sub = openat(dirfd(d), de->d_name,
+                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) {
+                        r = -errno;
+                        break;
+                }
+                r = attr_at(sub, dev, depth + 1, attrs, path, size, sub_len);
+        }
+        if (r == 0)
+                path[len] = '\0';
+        closedir(d);
+        return r;
+}
+
+int snap_tree_find_attr(const char *dir, uint64_t attrs, char *path, size_t size)
+{
+        struct stat st;
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (size == 0)
+                return -EINVAL;
+        path[0] = '\0';
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                return -e;
+        }
+        return attr_at(fd, st.st_dev, 0, attrs, path, size, 0);
 }
 
 static void remove_at(int dfd, dev_t dev, unsigned depth)
