@@ -1532,7 +1532,6 @@ Test(snapshot, commit_makes_a_compact_layer_image)
         write_file(t, "frozen", "frozen");
         bool via_overlay = set_inode_flag(at(t, "frozen"), FS_IMMUTABLE_FL);
         unmount(t);
-        img = image_of(r, "i");
         commit(r, "immutable", "i");
         if (via_overlay) {
                 t = mount_image(image_of(r, "immutable"), "ro");
