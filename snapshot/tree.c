@@ -19,17 +19,37 @@
 /* Deep enough for any real image; deeper trees are left to fsck's report. */
 #define TREE_MAX_DEPTH 4096
 
-static int usage_at(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64_t *inodes)
+/* A DIR for walking directory fd `dfd`, which it then owns; NULL with
+ * errno (and `dfd` closed) on failure. */
+static DIR *dir_of(int dfd)
 {
         DIR *d = fdopendir(dfd);
+        if (!d) {
+                int e = errno;
+                close(dfd);
+                errno = e;
+        }
+        return d;
+}
+
+/* Directory `name` of `d`, `depth` levels down, opened to walk: an fd, or
+ * -errno (-ELOOP past TREE_MAX_DEPTH). */
+static int open_subdir(DIR *d, const char *name, unsigned depth)
+{
+        if (depth >= TREE_MAX_DEPTH)
+                return -ELOOP;
+        int fd = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd >= 0 ? fd : -errno;
+}
+
+static int usage_at(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64_t *inodes)
+{
+        DIR *d = dir_of(dfd);
         struct dirent *de;
         int r = 0;
 
-        if (!d) {
-                r = -errno;
-                close(dfd);
-                return r;
-        }
+        if (!d)
+                return -errno;
         while ((de = readdir(d))) {
                 struct stat st;
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
@@ -44,14 +64,9 @@ static int usage_at(int dfd, dev_t dev, unsigned depth, uint64_t *bytes, uint64_
                 (*inodes)++;
                 if (!S_ISDIR(st.st_mode))
                         continue;
-                if (depth >= TREE_MAX_DEPTH) {
-                        r = -ELOOP;
-                        break;
-                }
-                int sub = openat(dirfd(d), de->d_name,
-                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                int sub = open_subdir(d, de->d_name, depth);
                 if (sub < 0) {
-                        r = -errno;
+                        r = sub;
                         break;
                 }
                 r = usage_at(sub, dev, depth + 1, bytes, inodes);
@@ -90,15 +105,12 @@ int snap_tree_usage(const char *dir, uint64_t *bytes, uint64_t *inodes, struct u
 static int attr_at(int dfd, dev_t dev, unsigned depth, uint64_t attrs, char *path, size_t size,
                    size_t len)
 {
-        DIR *d = fdopendir(dfd);
+        DIR *d = dir_of(dfd);
         struct dirent *de;
         int r = 0;
 
-        if (!d) {
-                r = -errno;
-                close(dfd);
-                return r;
-        }
+        if (!d)
+                return -errno;
         while (r == 0 && (de = readdir(d))) {
                 struct statx stx;
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
@@ -117,14 +129,9 @@ static int attr_at(int dfd, dev_t dev, unsigned depth, uint64_t attrs, char *pat
                 }
                 if (!S_ISDIR(stx.stx_mode))
                         continue;
-                if (depth >= TREE_MAX_DEPTH) {
-                        r = -ELOOP;
-                        break;
-                }
-                int sub = openat(dirfd(d), de->d_name,
-                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                int sub = open_subdir(d, de->d_name, depth);
                 if (sub < 0) {
-                        r = -errno;
+                        r = sub;
                         break;
                 }
                 r = attr_at(sub, dev, depth + 1, attrs, path, size, sub_len);
