@@ -545,6 +545,7 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                        strcmp(r->writable_fs, "ext4") == 0 &&
                        util_env_long("LOOPSNAP_COMPACT_LAYERS", 1) != 0;
         bool compacted = false;
+        bool locked = false;
         int rc;
 
         if ((rc = snap_key_check(name, err)) < 0 ||
@@ -570,11 +571,13 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                 goto out;
         /* Shared lock: the temporary mount and the new layer live in tmp/,
          * which cleanup (exclusive) would otherwise take for leftovers. A
-         * compact layer stays there until after the transaction. */
+         * compact layer stays there until after the transaction, so the
+         * lock is held until then (on every path). */
         if (flock(r->lock_fd, LOCK_SH) < 0) {
                 rc = util_err_set(err, errno, "lock the root");
                 goto out;
         }
+        locked = true;
         if (r->upper_dir)
                 rc = dir_layer_image(r, fsdir, newlayer, &size, &inodes, err);
         else
@@ -596,8 +599,6 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         }
         if (rc < 0 && (convert || compacted))
                 (void)unlink(newlayer);
-        if (rc < 0 || !compacted)
-                (void)flock(r->lock_fd, LOCK_UN);
         if (rc < 0)
                 goto out;
         util_fault_point("commit-before-db-commit");
@@ -606,10 +607,8 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         if (rc < 0) {
                 if (placed)
                         (void)unlink(layer);
-                if (compacted) {
+                if (compacted)
                         (void)unlink(newlayer);
-                        (void)flock(r->lock_fd, LOCK_UN);
-                }
                 goto out;
         }
         if (compacted) {
@@ -623,8 +622,9 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
                                    layer, strerror(errno));
                         (void)unlink(newlayer);
                 }
-                (void)flock(r->lock_fd, LOCK_UN);
         }
+        (void)flock(r->lock_fd, LOCK_UN);
+        locked = false;
         util_fault_point("commit-after-db-commit");
         (void)chmod(layer, 0400);
         /* The writable part is not needed any more (a crash before this
@@ -634,6 +634,8 @@ int snap_commit(struct snap_root *r, const char *name, const char *key,
         else if (convert)
                 (void)unlink(img);
 out:
+        if (locked)
+                (void)flock(r->lock_fd, LOCK_UN);
         snap_info_done(&info);
         return rc < 0 ? util_err_prefix(err, "commit '%s' as '%s'", key, name) : 0;
 }

@@ -145,11 +145,11 @@ static int attr_at(int dfd, dev_t dev, unsigned depth, uint64_t attrs, char *pat
 int snap_tree_find_attr(const char *dir, uint64_t attrs, char *path, size_t size)
 {
         struct stat st;
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
         if (size == 0)
                 return -EINVAL;
         path[0] = '\0';
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0) {
@@ -162,13 +162,11 @@ int snap_tree_find_attr(const char *dir, uint64_t attrs, char *path, size_t size
 
 static void remove_at(int dfd, dev_t dev, unsigned depth)
 {
-        DIR *d = fdopendir(dfd);
+        DIR *d = dir_of(dfd);
         struct dirent *de;
 
-        if (!d) {
-                close(dfd);
+        if (!d)
                 return;
-        }
         while ((de = readdir(d))) {
                 struct stat st;
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
