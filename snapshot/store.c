@@ -28,8 +28,11 @@
 #define STORE_APPLICATION_ID  0x4c534e50
 #define STORE_BUSY_MS_DEFAULT 10000
 /* A commit that finds the WAL longer than this (pages of 4 KiB) checkpoints
- * it and truncates it; it also bounds what the next first opener replays. */
-#define STORE_WAL_CHECKPOINT_PAGES 32
+ * it and truncates it: the bound for a long-lived connection. */
+#define STORE_WAL_CHECKPOINT_PAGES 256
+/* A connection that committed and leaves at least this many pages in the
+ * WAL checkpoints it when it closes: what the next first opener replays. */
+#define STORE_WAL_CLOSE_PAGES 32
 
 /* ---- kinds, info --------------------------------------------------------- */
 
@@ -338,7 +341,8 @@ struct snap_store {
         char *path;
         enum tx_state tx; /* the caller's transaction (snap_store_begin) */
         long busy_ms;
-        bool relaxed; /* PRAGMA synchronous = NORMAL in effect (else FULL) */
+        bool relaxed;   /* PRAGMA synchronous = NORMAL in effect (else FULL) */
+        int wal_frames; /* in the WAL after our last commit (wal_hook) */
         sqlite3_stmt *stmt[ST__MAX];
 };
 
@@ -723,11 +727,15 @@ static int schema_migrate(struct snap_store *s, struct util_err *err)
 
 /* ---- open / close --------------------------------------------------------- */
 
+static void wal_truncate(struct snap_store *s, sqlite3 *db, const char *name, int frames);
+
 struct snap_store *snap_store_close(struct snap_store *s)
 {
         if (!s)
                 return NULL;
         snap_store_rollback(s);
+        if (s->wal_frames >= STORE_WAL_CLOSE_PAGES)
+                wal_truncate(s, s->db, "main", s->wal_frames);
         for (size_t i = 0; i < ST__MAX; i++)
                 sqlite3_finalize(s->stmt[i]);
         sqlite3_close_v2(s->db);
@@ -757,28 +765,46 @@ static int create_file(const char *path, struct util_err *err)
 }
 
 /*
+ * Copies the WAL's frames into the database and truncates it, without
+ * waiting for readers (busy timeout 0 meanwhile): with one in the way the
+ * checkpoint copies what it can, and a later commit or close tries again.
+ */
+static void wal_truncate(struct snap_store *s, sqlite3 *db, const char *name, int frames)
+{
+        (void)sqlite3_busy_timeout(db, 0);
+        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        (void)sqlite3_busy_timeout(db, (int)s->busy_ms);
+        if (rc == SQLITE_OK)
+                s->wal_frames = 0;
+        util_debug(UTIL_DBG_SNAP, "store '%s': checkpoint of %d WAL frames: %s", s->path, frames,
+                   rc == SQLITE_OK ? "truncated" : sqlite3_errstr(rc));
+}
+
+/*
  * After each commit (SQLite's wal hook): once the WAL holds
- * STORE_WAL_CHECKPOINT_PAGES frames, copy them into the database and
- * truncate the WAL to nothing. SQLite's own autocheckpoint (PASSIVE) is not
- * enough here: it leaves the frames in the file for the next writer to
- * overwrite, but a process that opens the database first rebuilds the WAL
- * index from the file and counts every frame as not yet copied, so the WAL
- * of a root used by short processes never restarts; it grows with every
- * commit, and every first open replays all of it. Readers are not waited
- * for (busy timeout 0 meanwhile): with one in the way the checkpoint copies
- * what it can, and a later commit tries again.
+ * STORE_WAL_CHECKPOINT_PAGES frames, checkpoint and truncate it; a
+ * connection that committed also does at close once it holds
+ * STORE_WAL_CLOSE_PAGES (snap_store_close). SQLite's own autocheckpoint
+ * (PASSIVE) is not enough here: it leaves the frames in the file for the
+ * next writer to overwrite, but a process that opens the database first
+ * rebuilds the WAL index from the file and counts every frame as not yet
+ * copied, so the WAL of a root used by short processes never restarts; it
+ * grows with every commit, and every first open replays all of it.
+ *
+ * Two bounds because a checkpoint costs two syncs (the WAL, then the
+ * database): a long-lived connection (a runtime with the library loaded)
+ * pays them once per ~30 container cycles instead of every third, and a
+ * short one (a hook stage, snapctl) still leaves at most a few dozen pages
+ * for the next first opener to replay. While any connection is open, a new
+ * one replays nothing: it maps the live WAL index.
  */
 static int wal_hook(void *data, sqlite3 *db, const char *name, int frames)
 {
         struct snap_store *s = data;
 
-        if (frames < STORE_WAL_CHECKPOINT_PAGES)
-                return SQLITE_OK;
-        (void)sqlite3_busy_timeout(db, 0);
-        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-        (void)sqlite3_busy_timeout(db, (int)s->busy_ms);
-        util_debug(UTIL_DBG_SNAP, "store '%s': checkpoint of %d WAL frames: %s", s->path, frames,
-                   rc == SQLITE_OK ? "truncated" : sqlite3_errstr(rc));
+        s->wal_frames = frames;
+        if (frames >= STORE_WAL_CHECKPOINT_PAGES)
+                wal_truncate(s, db, name, frames);
         /* The commit happened whatever this says. */
         return SQLITE_OK;
 }

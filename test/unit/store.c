@@ -428,6 +428,46 @@ Test(store_file, wal_stays_bounded_across_short_connections)
         cr_expect_eq(sql_int(db, "SELECT count(*) FROM snapshots"), 42);
 }
 
+/* A connection that lives on (the library in a runtime) checkpoints once
+ * the WAL reaches 256 frames, not at 32, and truncates the WAL when it
+ * closes. */
+Test(store_file, long_connection_checkpoints_at_its_bound_and_at_close)
+{
+        struct util_err err = {0};
+        const off_t frame = 4096 + 24;
+        char wal[160];
+        struct stat sb;
+        off_t most = 0;
+
+        snprintf(wal, sizeof(wal), "%s-wal", db);
+        cr_assert_eq(snap_store_open(db, &st, &err), 0, "%s", err.msg);
+        for (int i = 0; i < 400; i++) {
+                char key[32];
+                snprintf(key, sizeof(key), "k%d", i);
+                create_ok(SNAP_KIND_ACTIVE, key, NULL);
+                if (i % 4 != 0) {
+                        struct snap_info gone = {0};
+                        cr_assert_eq(snap_store_remove(st, key, &gone, &err), 0, "remove %s: %s",
+                                     key, err.msg);
+                        snap_info_done(&gone);
+                }
+                cr_assert_eq(stat(wal, &sb), 0, "stat %s: %s", wal, strerror(errno));
+                if (sb.st_size > most)
+                        most = sb.st_size;
+        }
+        /* Past the short connections' 32 frames, within 256 plus a commit. */
+        cr_expect_gt(most, 64 * frame, "the WAL grew to %lld bytes only", (long long)most);
+        cr_expect_leq(most, 32 + (256 + 32) * frame, "the WAL grew to %lld bytes", (long long)most);
+        cr_assert_eq(stat(wal, &sb), 0);
+        cr_expect_gt(sb.st_size, 0, "nothing left in the WAL before the close");
+        st = snap_store_close(st);
+        cr_assert_eq(stat(wal, &sb), 0, "stat %s: %s", wal, strerror(errno));
+        cr_expect_eq(sb.st_size, 0, "the WAL holds %lld bytes after the close",
+                     (long long)sb.st_size);
+
+        cr_assert_eq(snap_store_open(db, &st, &err), 0, "%s", err.msg);
+        cr_expect_eq(sql_int(db, "SELECT count(*) FROM snapshots"), 100);
+}
 Test(store_file, refuses_newer_foreign_and_odd_files)
 {
         struct util_err err = {0};
