@@ -2311,6 +2311,36 @@ static const char *mount_key_reusing(struct snap_root *r, const char *key, size_
         return mount_key_engine(r, key, &eo, ret_reused, NULL);
 }
 
+/* An activation is remembered as checked by the mount that it is, not by
+ * its place: another mount put at m/<id> (here a bind of the next layer's
+ * activation) is checked again, found wrong, and not used. */
+Test(snapshot, a_replaced_activation_is_checked_again)
+{
+        struct snap_root *r = open_layered_root();
+        size_t reused = 0;
+        committed_chain(r, 2);
+        prepare(r, "a", "c2");
+        cr_assert(activated(r, "c1") && activated(r, "c2"));
+        const char *t = mount_key_reusing(r, "a", &reused);
+        cr_assert_eq(reused, 2, "both activations used, not %zu", reused);
+        expect_content(t, "f1", "1");
+        unmount(t);
+
+        const char *m1 = activation_dir(r, "c1");
+        cr_assert_eq(umount2(m1, UMOUNT_NOFOLLOW), 0, "%m");
+        cr_assert_eq(mount(activation_dir(r, "c2"), m1, NULL, MS_BIND, NULL), 0, "%m");
+        t = mount_key_reusing(r, "a", &reused);
+        cr_assert_eq(reused, 1, "the bind at m/<c1> was used (%zu reused)", reused);
+        expect_content(t, "f1", "1");
+        expect_content(t, "f2", "2");
+        unmount(t);
+        remove_ok(r, "a");
+        cr_assert_eq(umount2(m1, UMOUNT_NOFOLLOW), 0, "%m");
+        struct util_err err = {0};
+        cr_assert_eq(snap_cleanup(r, &err), 0, "%s", err.msg);
+        no_devices_left(r);
+}
+
 /* The per-mount flags of the mount at `path` (statfs f_flags, ST_*). */
 static unsigned long mount_flags_at(const char *path)
 {
