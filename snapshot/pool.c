@@ -62,10 +62,12 @@ static char *keeper_path(const struct snap_root *r, ino_t ino)
 
 /* Whether `fd` (a mount's root, O_PATH or a clone) is the keeper of image
  * `img`: the writable filesystem's type, on a loop device whose backing
- * file is `img`. */
-static bool keeper_ok(const struct snap_root *r, int fd, const struct stat *img)
+ * file is `img`. Remembered by the mount's unique id, as the engine's checks
+ * are: a keeper checked once is not checked again while it stays the same
+ * mount (prepare and remove each asked sysfs every container). */
+static bool keeper_ok(struct snap_root *r, int fd, const struct stat *img)
 {
-        return snap_mount_backed_by(fd, r->writable_fs, img);
+        return snap_mount_backed_by_cached(r, fd, r->writable_fs, img);
 }
 
 bool snap_pool_is_writable_image(const struct snap_root *r, const char *type, const char *source)

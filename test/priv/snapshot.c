@@ -2645,6 +2645,47 @@ Test(snapshot, writable_pool_keeps_empty_directories)
         no_devices_left(r);
 }
 
+/* A keeper is remembered as checked by the mount that it is: another mount
+ * put at w/<ino> after the check (a tmpfs) makes the spare unusable, and
+ * the next prepare drops it rather than give the tenant that filesystem. */
+Test(snapshot, a_replaced_keeper_is_checked_again)
+{
+        if (!variant_is(""))
+                cr_skip_test("the pool serves image uppers of the overlay layout (variant '%s')",
+                             variant());
+        struct snap_root_opts o = variant_opts();
+        o.writable_pool = 1;
+        struct snap_root *r = open_root_opts(&o);
+        struct util_err err = {0};
+        size_t reused;
+        committed_with(r, "c1", NULL, "f1", "1");
+
+        prepare(r, "a", "c1");
+        ino_t ino_a = image_ino(r, "a");
+        const char *t = mount_key_reusing(r, "a", &reused);
+        unmount(t);
+        remove_ok(r, "a"); /* checks the keeper, and keeps the spare */
+        prepare(r, "b", "c1");
+        cr_assert_eq(image_ino(r, "b"), ino_a, "the spare was taken");
+        remove_ok(r, "b");
+        cr_assert_eq(count_in(r, "pool", false), 1);
+
+        const char *keeper = priv_path("%s/w/%llu", snap_root_path(r), (unsigned long long)ino_a);
+        cr_assert_eq(umount2(keeper, UMOUNT_NOFOLLOW), 0, "%s: %m", keeper);
+        cr_assert_eq(mount("tmpfs", keeper, "tmpfs", 0, "size=1m"), 0, "%m");
+        prepare(r, "c", "c1");
+        /* Taken, the spare would have kept the tmpfs as c's keeper. (The
+         * image cloned instead may well get the dropped one's inode.) */
+        cr_assert_neq(access(keeper, F_OK), 0, "the tmpfs at %s stays", keeper);
+        cr_assert_eq(count_in(r, "pool", false), 0, "the unusable spare stays in the pool");
+        t = mount_key_reusing(r, "c", &reused);
+        expect_content(t, "f1", "1");
+        unmount(t);
+        remove_ok(r, "c");
+        cr_assert_geq(snap_cleanup(r, &err), 0, "%s", err.msg);
+        no_devices_left(r);
+}
+
 /* The writable pool: a removed active's image comes back, emptied and still
  * mounted, for the next prepare; the next tenant sees nothing of the last
  * one; a full pool drops what it cannot keep; commit drops the keeper (the
