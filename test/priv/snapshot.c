@@ -2645,10 +2645,9 @@ Test(snapshot, writable_pool_keeps_empty_directories)
         no_devices_left(r);
 }
 
-/* A keeper is remembered as checked by the mount that it is: another mount
- * put at w/<ino> after the check (a tmpfs) makes the spare unusable, and
- * the next prepare drops it rather than give the tenant that filesystem. */
-Test(snapshot, a_replaced_keeper_is_checked_again)
+/* A root of the default variant with a writable pool of one spare and a
+ * committed layer c1 (f1 = "1"); skipped for the other variants. */
+static struct snap_root *open_pool_root(void)
 {
         if (!variant_is(""))
                 cr_skip_test("the pool serves image uppers of the overlay layout (variant '%s')",
@@ -2656,9 +2655,18 @@ Test(snapshot, a_replaced_keeper_is_checked_again)
         struct snap_root_opts o = variant_opts();
         o.writable_pool = 1;
         struct snap_root *r = open_root_opts(&o);
+        committed_with(r, "c1", NULL, "f1", "1");
+        return r;
+}
+
+/* A keeper is remembered as checked by the mount that it is: another mount
+ * put at w/<ino> after the check (a tmpfs) makes the spare unusable, and
+ * the next prepare drops it rather than give the tenant that filesystem. */
+Test(snapshot, a_replaced_keeper_is_checked_again)
+{
+        struct snap_root *r = open_pool_root();
         struct util_err err = {0};
         size_t reused;
-        committed_with(r, "c1", NULL, "f1", "1");
 
         prepare(r, "a", "c1");
         ino_t ino_a = image_ino(r, "a");
@@ -2693,16 +2701,10 @@ Test(snapshot, a_replaced_keeper_is_checked_again)
  * gives every spare back. */
 Test(snapshot, writable_pool_recycles_emptied_images)
 {
-        if (!variant_is(""))
-                cr_skip_test("the pool serves image uppers of the overlay layout (variant '%s')",
-                             variant());
-        struct snap_root_opts o = variant_opts();
-        o.writable_pool = 1;
-        struct snap_root *r = open_root_opts(&o);
+        struct snap_root *r = open_pool_root();
         struct snap_fsck_report rep = {0};
         struct util_err err = {0};
         size_t reused;
-        committed_with(r, "c1", NULL, "f1", "1");
 
         prepare(r, "a", "c1");
         prepare(r, "x", "c1");
