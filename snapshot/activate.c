@@ -106,14 +106,14 @@ static int activate_one(struct snap_root *r, int64_t id, struct util_err *err)
          * while they register their superblocks (~0.3-0.9 ms of 20 cold
          * layers). Otherwise the check is made here, as the engine would. */
         uint64_t mnt = detached ? mount_unique_id(mfd) : 0;
-        if (mnt && have_want && stat(img, &again) == 0 && again.st_dev == want.st_dev &&
-            again.st_ino == want.st_ino) {
+        bool now = stat(img, &again) == 0;
+        if (mnt && have_want && now && again.st_dev == want.st_dev && again.st_ino == want.st_ino) {
                 remember_verified(r, mnt, &want);
                 return 0;
         }
         _cleanup_close_ int fd = open(point, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0 && stat(img, &want) == 0)
-                (void)snap_mount_backed_by_cached(r, fd, type, &want);
+        if (fd >= 0 && now)
+                (void)snap_mount_backed_by_cached(r, fd, type, &again);
         return 0;
 }
 

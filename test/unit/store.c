@@ -468,6 +468,7 @@ Test(store_file, long_connection_checkpoints_at_its_bound_and_at_close)
         cr_assert_eq(snap_store_open(db, &st, &err), 0, "%s", err.msg);
         cr_expect_eq(sql_int(db, "SELECT count(*) FROM snapshots"), 100);
 }
+
 Test(store_file, refuses_newer_foreign_and_odd_files)
 {
         struct util_err err = {0};
