@@ -727,7 +727,8 @@ static int schema_migrate(struct snap_store *s, struct util_err *err)
 
 /* ---- open / close --------------------------------------------------------- */
 
-static void wal_truncate(struct snap_store *s, sqlite3 *db, const char *name, int frames);
+static void wal_checkpoint(struct snap_store *s, sqlite3 *db, const char *name, int frames,
+                           int mode);
 
 struct snap_store *snap_store_close(struct snap_store *s)
 {
@@ -735,7 +736,7 @@ struct snap_store *snap_store_close(struct snap_store *s)
                 return NULL;
         snap_store_rollback(s);
         if (s->wal_frames >= STORE_WAL_CLOSE_PAGES)
-                wal_truncate(s, s->db, "main", s->wal_frames);
+                wal_checkpoint(s, s->db, "main", s->wal_frames, SQLITE_CHECKPOINT_TRUNCATE);
         for (size_t i = 0; i < ST__MAX; i++)
                 sqlite3_finalize(s->stmt[i]);
         sqlite3_close_v2(s->db);
@@ -765,31 +766,46 @@ static int create_file(const char *path, struct util_err *err)
 }
 
 /*
- * Copies the WAL's frames into the database and truncates it, without
- * waiting for readers (busy timeout 0 meanwhile): with one in the way the
- * checkpoint copies what it can, and a later commit or close tries again.
+ * Copies the WAL's frames into the database, without waiting for readers
+ * (busy timeout 0 meanwhile): with one in the way the checkpoint copies what
+ * it can, and a later commit or close tries again.
+ *
+ * TRUNCATE (at close) also empties the file. RESTART (the WAL hook) leaves
+ * it as it is, and this connection's next commit writes its frames over the
+ * old ones from the start, under a new salt: an opener that rebuilds the
+ * WAL index stops at the first old frame. Overwriting the file's blocks
+ * costs the host filesystem nothing more at its next sync; appending to an
+ * emptied file costs it new blocks, hence its bitmaps and the file's extent
+ * tree, at every directory-upper container's unmount (overlayfs syncs the
+ * upper's filesystem, which holds the root). After a RESTART wal_frames
+ * keeps its count until the next commit sets it: a close before one
+ * truncates.
  */
-static void wal_truncate(struct snap_store *s, sqlite3 *db, const char *name, int frames)
+static void wal_checkpoint(struct snap_store *s, sqlite3 *db, const char *name, int frames,
+                           int mode)
 {
         (void)sqlite3_busy_timeout(db, 0);
-        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        int rc = sqlite3_wal_checkpoint_v2(db, name, mode, NULL, NULL);
         (void)sqlite3_busy_timeout(db, (int)s->busy_ms);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK && mode == SQLITE_CHECKPOINT_TRUNCATE)
                 s->wal_frames = 0;
         util_debug(UTIL_DBG_SNAP, "store '%s': checkpoint of %d WAL frames: %s", s->path, frames,
-                   rc == SQLITE_OK ? "truncated" : sqlite3_errstr(rc));
+                   rc != SQLITE_OK                      ? sqlite3_errstr(rc)
+                   : mode == SQLITE_CHECKPOINT_TRUNCATE ? "truncated"
+                                                        : "restarts");
 }
 
 /*
  * After each commit (SQLite's wal hook): once the WAL holds
- * STORE_WAL_CHECKPOINT_PAGES frames, checkpoint and truncate it; a
- * connection that committed also does at close once it holds
- * STORE_WAL_CLOSE_PAGES (snap_store_close). SQLite's own autocheckpoint
- * (PASSIVE) is not enough here: it leaves the frames in the file for the
- * next writer to overwrite, but a process that opens the database first
- * rebuilds the WAL index from the file and counts every frame as not yet
- * copied, so the WAL of a root used by short processes never restarts; it
- * grows with every commit, and every first open replays all of it.
+ * STORE_WAL_CHECKPOINT_PAGES frames, checkpoint it and restart it; a
+ * connection that committed checkpoints and truncates it at close once it
+ * holds STORE_WAL_CLOSE_PAGES (snap_store_close). SQLite's own
+ * autocheckpoint (PASSIVE) is not enough here: it leaves the frames in the
+ * file for the next writer to overwrite, but a process that opens the
+ * database first rebuilds the WAL index from the file and counts every
+ * frame as not yet copied, so the WAL of a root used by short processes
+ * never restarts; it grows with every commit, and every first open replays
+ * all of it.
  *
  * Two bounds because a checkpoint costs two syncs (the WAL, then the
  * database): a long-lived connection (a runtime with the library loaded)
@@ -804,7 +820,7 @@ static int wal_hook(void *data, sqlite3 *db, const char *name, int frames)
 
         s->wal_frames = frames;
         if (frames >= STORE_WAL_CHECKPOINT_PAGES)
-                wal_truncate(s, db, name, frames);
+                wal_checkpoint(s, db, name, frames, SQLITE_CHECKPOINT_RESTART);
         /* The commit happened whatever this says. */
         return SQLITE_OK;
 }
@@ -821,9 +837,13 @@ static int store_setup(struct snap_store *s, struct util_err *err)
                 return db_fail(s, rc, "configure", err);
 
         /* Per connection; foreign_keys is a no-op inside a transaction, and
-         * none is open yet. */
-        rc = sqlite3_exec(s->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL", NULL, NULL,
-                          NULL);
+         * none is open yet. When the WAL restarts (wal_checkpoint) SQLite
+         * cuts the file back to 2 MiB, above the hook's bound: only a
+         * transaction larger than that leaves a larger file behind. */
+        rc = sqlite3_exec(s->db,
+                          "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; "
+                          "PRAGMA journal_size_limit = 2097152",
+                          NULL, NULL, NULL);
         if (rc != SQLITE_OK)
                 return db_fail(s, rc, "pragmas", err);
 
