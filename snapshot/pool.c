@@ -368,12 +368,14 @@ static bool recycle_dir(struct snap_root *r, const char *dir)
 
         if (r->pool_max == 0 || snprintf(fs, sizeof(fs), "%s/fs", dir) >= (int)sizeof(fs))
                 return false;
-        /* The container's files go here, as without the pool. */
+        /* The container's files go here, as without the pool; work/ of a
+         * container that is gone holds overlayfs's empty work/ only. */
         static const char *const subs[] = {"upper", "work"};
+        static const char *const inner[] = {NULL, "work"};
         for (size_t k = 0; k < UTIL_ARRAY_SIZE(subs); k++) {
                 if (snprintf(sub, sizeof(sub), "%s/%s", fs, subs[k]) >= (int)sizeof(sub))
                         return false;
-                if (rmdir(sub) < 0 && errno != ENOENT)
+                if (rmdir_empty(AT_FDCWD, sub, inner[k]) < 0)
                         snap_tree_remove(sub);
         }
         /* Only an empty fs/ in an otherwise empty directory is kept (the
