@@ -385,7 +385,7 @@ static int measure(struct snap_root *r, const char *img, int64_t id, const char 
         struct fstrim_range trim = {.start = 0, .len = UINT64_MAX, .minlen = 0};
         /* Give the blocks of deleted files back to the host file when the
          * image stays the layer. Not every setup can (EOPNOTSUPP): fine. */
-        if (rc >= 0 && !(compacted && *compacted) && fd >= 0 && ioctl(fd, FITRIM, &trim) < 0 &&
+        if (rc >= 0 && !*compacted && fd >= 0 && ioctl(fd, FITRIM, &trim) < 0 &&
             errno != EOPNOTSUPP)
                 util_debug(UTIL_DBG_SNAP, "FITRIM '%s': %s", img, strerror(errno));
         util_closep(&fd);

@@ -28,7 +28,7 @@
 #define STORE_APPLICATION_ID  0x4c534e50
 #define STORE_BUSY_MS_DEFAULT 10000
 /* A commit that finds the WAL longer than this (pages of 4 KiB) checkpoints
- * it and truncates it: the bound for a long-lived connection. */
+ * it and restarts it (wal_hook): the bound for a long-lived connection. */
 #define STORE_WAL_CHECKPOINT_PAGES 256
 /* A connection that committed and leaves at least this many pages in the
  * WAL checkpoints it when it closes: what the next first opener replays. */
